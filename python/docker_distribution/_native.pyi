@@ -1,0 +1,29 @@
+"""Type stubs for the native extension. Users import from ``docker_distribution`` instead."""
+
+from typing import final
+
+__all__ = [
+    "Digester",
+    "__version__",
+    "digest_bytes",
+    "digest_file",
+    "parse_digest",
+    "verify_file",
+]
+
+__version__: str
+
+@final
+class Digester:
+    def __new__(cls, algorithm: str = "sha256") -> Digester: ...
+    def update(self, data: bytes, /) -> None: ...
+    def finalize(self) -> str: ...
+    @property
+    def algorithm(self) -> str: ...
+    @property
+    def written(self) -> int: ...
+
+def parse_digest(value: str, /) -> tuple[str, str]: ...
+def digest_bytes(data: bytes, /, algorithm: str = "sha256") -> str: ...
+def digest_file(path: str, /, algorithm: str = "sha256") -> tuple[str, int]: ...
+def verify_file(path: str, digest: str, /, size: int | None = None) -> None: ...

@@ -1,0 +1,485 @@
+"""The typed error hierarchy of docker-distribution.
+
+Every error this package raises is a :class:`DistributionError`. The tree::
+
+    DistributionError
+    ├── RegistryError                    a registry answered with an error code (spec §5.2)
+    │   ├── UnknownError                 UNKNOWN (and any code we do not know)
+    │   ├── UnsupportedError             UNSUPPORTED
+    │   ├── UnauthorizedError            UNAUTHORIZED
+    │   ├── DeniedError                  DENIED
+    │   ├── UnavailableError             UNAVAILABLE                 (retryable)
+    │   ├── TooManyRequestsError         TOOMANYREQUESTS
+    │   ├── DigestInvalidError           DIGEST_INVALID
+    │   ├── SizeInvalidError             SIZE_INVALID
+    │   ├── NameInvalidError             NAME_INVALID
+    │   ├── TagInvalidError              TAG_INVALID
+    │   ├── NameUnknownError             NAME_UNKNOWN
+    │   ├── ManifestUnknownError         MANIFEST_UNKNOWN
+    │   ├── ManifestInvalidError         MANIFEST_INVALID
+    │   ├── ManifestUnverifiedError      MANIFEST_UNVERIFIED
+    │   ├── ManifestBlobUnknownError     MANIFEST_BLOB_UNKNOWN
+    │   ├── BlobUnknownError             BLOB_UNKNOWN
+    │   ├── BlobUploadUnknownError       BLOB_UPLOAD_UNKNOWN
+    │   ├── BlobUploadInvalidError       BLOB_UPLOAD_INVALID
+    │   └── PaginationNumberInvalidError PAGINATION_NUMBER_INVALID
+    ├── UnexpectedHTTPResponseError      a 4xx whose body is not a registry error document
+    ├── UnexpectedHTTPStatusError        any other non-success status (5xx …)  (retryable)
+    ├── VerificationError                bytes did not match what was promised
+    │   ├── DigestMismatchError
+    │   └── SizeMismatchError
+    ├── InvalidDigestError (ValueError)
+    │   └── UnsupportedDigestAlgorithmError
+    ├── InvalidReferenceError (ValueError)
+    ├── UnsupportedMediaTypeError        ``unsupported media type <mt>``
+    ├── AIModelNotSupportedError         moby's exact message
+    └── DeprecatedSchema1ImageError      moby's exact message
+
+``retryable`` on each class (or instance) says whether repeating the same request may
+succeed. The messages of registry errors follow moby's ``errcode`` formatting:
+``"<code in lower case with spaces>: <message>"``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import ClassVar
+
+__all__ = [
+    "AIModelNotSupportedError",
+    "BlobUnknownError",
+    "BlobUploadInvalidError",
+    "BlobUploadUnknownError",
+    "DeniedError",
+    "DeprecatedSchema1ImageError",
+    "DigestInvalidError",
+    "DigestMismatchError",
+    "DistributionError",
+    "InvalidDigestError",
+    "InvalidReferenceError",
+    "ManifestBlobUnknownError",
+    "ManifestInvalidError",
+    "ManifestUnknownError",
+    "ManifestUnverifiedError",
+    "NameInvalidError",
+    "NameUnknownError",
+    "PaginationNumberInvalidError",
+    "REGISTRY_ERROR_CLASSES",
+    "RegistryError",
+    "SizeInvalidError",
+    "SizeMismatchError",
+    "TagInvalidError",
+    "TooManyRequestsError",
+    "UnauthorizedError",
+    "UnavailableError",
+    "UnexpectedHTTPResponseError",
+    "UnexpectedHTTPStatusError",
+    "UnknownError",
+    "UnsupportedDigestAlgorithmError",
+    "UnsupportedError",
+    "UnsupportedMediaTypeError",
+    "VerificationError",
+    "errors_from_response",
+]
+
+#: How much of an error body is ever read or quoted; a hostile server cannot make us buffer more.
+MAX_ERROR_BODY = 64 * 1024
+
+
+class DistributionError(Exception):
+    """Base class of every error raised by docker-distribution."""
+
+    retryable: ClassVar[bool] = False
+
+
+# --- registry error codes -------------------------------------------------------------------
+
+
+class RegistryError(DistributionError):
+    """A registry error code, as sent in ``{"errors": [{"code", "message", "detail"}]}``.
+
+    ``message`` defaults to the code's default message. ``bare`` is true when the registry
+    sent no detail and an empty or default message: moby decodes such an entry to a bare
+    ``ErrorCode`` rather than an ``Error``, which changes how it is classified (spec §5.2).
+    """
+
+    code: ClassVar[str] = "UNKNOWN"
+    default_message: ClassVar[str] = "unknown error"
+    default_status: ClassVar[int] = 500
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        detail: object = None,
+        status: int | None = None,
+        bare: bool | None = None,
+        code: str | None = None,
+    ) -> None:
+        self.message = message if message else self.default_message
+        self.detail = detail
+        self.status = status if status is not None else self.default_status
+        if code is not None and code != type(self).code:
+            # an unknown code string decodes to UNKNOWN, but the text the registry sent is kept
+            self.raw_code = code
+        else:
+            self.raw_code = type(self).code
+        if bare is None:
+            bare = detail is None and (not message or message == self.default_message)
+        self.bare = bare
+        super().__init__(self.__str__())
+
+    @classmethod
+    def code_text(cls) -> str:
+        """``ErrorCode.Error()``: the code lower-cased with ``_`` replaced by spaces."""
+        return cls.code.lower().replace("_", " ")
+
+    def __str__(self) -> str:
+        return f"{self.code_text()}: {self.message}"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(message={self.message!r}, detail={self.detail!r}, status={self.status})"
+
+
+class UnknownError(RegistryError):
+    """UNKNOWN: the registry reported an error without a code we know."""
+
+    code = "UNKNOWN"
+    default_message = "unknown error"
+    default_status = 500
+
+
+class UnsupportedError(RegistryError):
+    """UNSUPPORTED: the operation is not supported by this registry."""
+
+    code = "UNSUPPORTED"
+    default_message = "The operation is unsupported."
+    default_status = 405
+
+
+class UnauthorizedError(RegistryError):
+    """UNAUTHORIZED: authentication is required or the credentials were rejected."""
+
+    code = "UNAUTHORIZED"
+    default_message = "authentication required"
+    default_status = 401
+
+
+class DeniedError(RegistryError):
+    """DENIED: the credentials do not grant access to this resource."""
+
+    code = "DENIED"
+    default_message = "requested access to the resource is denied"
+    default_status = 403
+
+
+class UnavailableError(RegistryError):
+    """UNAVAILABLE: the registry is temporarily unavailable."""
+
+    code = "UNAVAILABLE"
+    default_message = "service unavailable"
+    default_status = 503
+    retryable = True
+
+
+class TooManyRequestsError(RegistryError):
+    """TOOMANYREQUESTS: rate limited. moby does not retry it for blobs (spec §5.3)."""
+
+    code = "TOOMANYREQUESTS"
+    default_message = "too many requests"
+    default_status = 429
+
+
+class DigestInvalidError(RegistryError):
+    """DIGEST_INVALID: the uploaded content does not match the digest given."""
+
+    code = "DIGEST_INVALID"
+    default_message = "provided digest did not match uploaded content"
+    default_status = 400
+
+
+class SizeInvalidError(RegistryError):
+    """SIZE_INVALID: the uploaded content does not have the length given."""
+
+    code = "SIZE_INVALID"
+    default_message = "provided length did not match content length"
+    default_status = 400
+
+
+class NameInvalidError(RegistryError):
+    """NAME_INVALID: the repository name is not valid."""
+
+    code = "NAME_INVALID"
+    default_message = "invalid repository name"
+    default_status = 400
+
+
+class TagInvalidError(RegistryError):
+    """TAG_INVALID: the manifest tag does not match the URL."""
+
+    code = "TAG_INVALID"
+    default_message = "manifest tag did not match URI"
+    default_status = 400
+
+
+class NameUnknownError(RegistryError):
+    """NAME_UNKNOWN: the repository is not known to the registry."""
+
+    code = "NAME_UNKNOWN"
+    default_message = "repository name not known to registry"
+    default_status = 404
+
+
+class ManifestUnknownError(RegistryError):
+    """MANIFEST_UNKNOWN: no manifest for that tag or digest."""
+
+    code = "MANIFEST_UNKNOWN"
+    default_message = "manifest unknown"
+    default_status = 404
+
+
+class ManifestInvalidError(RegistryError):
+    """MANIFEST_INVALID: the registry rejected the manifest."""
+
+    code = "MANIFEST_INVALID"
+    default_message = "manifest invalid"
+    default_status = 400
+
+
+class ManifestUnverifiedError(RegistryError):
+    """MANIFEST_UNVERIFIED: a schema1 signature did not verify."""
+
+    code = "MANIFEST_UNVERIFIED"
+    default_message = "manifest failed signature verification"
+    default_status = 400
+
+
+class ManifestBlobUnknownError(RegistryError):
+    """MANIFEST_BLOB_UNKNOWN: the manifest references a blob the repository lacks."""
+
+    code = "MANIFEST_BLOB_UNKNOWN"
+    default_message = "blob unknown to registry"
+    default_status = 400
+
+
+class BlobUnknownError(RegistryError):
+    """BLOB_UNKNOWN: no such blob in the repository."""
+
+    code = "BLOB_UNKNOWN"
+    default_message = "blob unknown to registry"
+    default_status = 404
+
+
+class BlobUploadUnknownError(RegistryError):
+    """BLOB_UPLOAD_UNKNOWN: the upload session does not exist (any more)."""
+
+    code = "BLOB_UPLOAD_UNKNOWN"
+    default_message = "blob upload unknown to registry"
+    default_status = 404
+
+
+class BlobUploadInvalidError(RegistryError):
+    """BLOB_UPLOAD_INVALID: the upload session is in an invalid state."""
+
+    code = "BLOB_UPLOAD_INVALID"
+    default_message = "blob upload invalid"
+    default_status = 404
+
+
+class PaginationNumberInvalidError(RegistryError):
+    """PAGINATION_NUMBER_INVALID: ``n`` was out of range."""
+
+    code = "PAGINATION_NUMBER_INVALID"
+    default_message = "invalid number of results requested"
+    default_status = 400
+
+
+#: code string → class. Unknown codes map to :class:`UnknownError`.
+REGISTRY_ERROR_CLASSES: Mapping[str, type[RegistryError]] = {
+    cls.code: cls
+    for cls in (
+        UnknownError,
+        UnsupportedError,
+        UnauthorizedError,
+        DeniedError,
+        UnavailableError,
+        TooManyRequestsError,
+        DigestInvalidError,
+        SizeInvalidError,
+        NameInvalidError,
+        TagInvalidError,
+        NameUnknownError,
+        ManifestUnknownError,
+        ManifestInvalidError,
+        ManifestUnverifiedError,
+        ManifestBlobUnknownError,
+        BlobUnknownError,
+        BlobUploadUnknownError,
+        BlobUploadInvalidError,
+        PaginationNumberInvalidError,
+    )
+}
+
+
+class UnexpectedHTTPResponseError(DistributionError):
+    """A 4xx response whose body could not be read as a registry error document."""
+
+    def __init__(self, status: int, parse_error: str, body: bytes) -> None:
+        self.status = status
+        self.parse_error = parse_error
+        self.body = body[:MAX_ERROR_BODY]
+        super().__init__(f"error parsing HTTP {status} response body: {parse_error}: {_go_quote(self.body)}")
+
+
+class UnexpectedHTTPStatusError(DistributionError):
+    """A non-success status outside 400–499, e.g. a 5xx: retryable (spec §5.4)."""
+
+    retryable = True
+
+    def __init__(self, status: int, reason: str = "") -> None:
+        self.status = status
+        self.reason = reason
+        line = f"{status} {reason}".strip()
+        super().__init__(f"received unexpected HTTP status: {line}")
+
+
+def _go_quote(body: bytes) -> str:
+    # Go's %q of the body; json.dumps is close enough for printable ASCII and escapes the rest.
+    return json.dumps(body.decode("utf-8", errors="replace"))
+
+
+def _status_error(status: int, text: str) -> RegistryError:
+    cls = {401: UnauthorizedError, 403: DeniedError, 429: TooManyRequestsError}.get(status, UnknownError)
+    return cls(text, status=status, bare=False)
+
+
+def errors_from_response(status: int, content_type: str | None, body: bytes) -> list[DistributionError]:
+    """Decode a 4xx error response the way moby's ``parseHTTPErrorResponse`` does (spec §5.3).
+
+    Returns the errors in the order the registry sent them (never empty). Non-JSON bodies
+    become the status's error class with the body as message; a JSON body with a
+    ``details`` string uses that; an undecodable or empty document becomes
+    :class:`UnexpectedHTTPResponseError`, or UNAUTHORIZED (with the body as detail) for a 401.
+    """
+    body = body[:MAX_ERROR_BODY]
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    result: list[DistributionError]
+    if media not in ("application/json", "application/vnd.api+json"):
+        result = [_status_error(status, body.decode("utf-8", errors="replace"))]
+    else:
+        result = _decode_error_document(status, body)
+    if status == 401 and len(result) == 1 and isinstance(result[0], UnexpectedHTTPResponseError):
+        return [UnauthorizedError(detail=body.decode("utf-8", errors="replace"), status=401, bare=False)]
+    return result
+
+
+def _decode_error_document(status: int, body: bytes) -> list[DistributionError]:
+    try:
+        doc = json.loads(body)
+    except ValueError as exc:
+        return [UnexpectedHTTPResponseError(status, str(exc), body)]
+    if isinstance(doc, dict) and isinstance(doc.get("details"), str) and doc["details"]:
+        return [_status_error(status, doc["details"])]
+    entries = doc.get("errors") if isinstance(doc, dict) else None
+    if not isinstance(entries, list) or not entries:
+        return [UnexpectedHTTPResponseError(status, "no error details found in HTTP response body", body)]
+    out: list[DistributionError] = []
+    for entry in entries:
+        if not isinstance(entry, dict):
+            return [UnexpectedHTTPResponseError(status, "malformed error entry", body)]
+        code = str(entry.get("code", ""))
+        cls = REGISTRY_ERROR_CLASSES.get(code, UnknownError)
+        message = entry.get("message")
+        out.append(
+            cls(
+                message if isinstance(message, str) else None,
+                detail=entry.get("detail"),
+                status=status,
+                code=code or None,
+            )
+        )
+    return out
+
+
+# --- verification ---------------------------------------------------------------------------
+
+
+class VerificationError(DistributionError):
+    """Bytes did not match the digest or size they were promised to have."""
+
+
+class DigestMismatchError(VerificationError):
+    """Content hashed to ``actual`` where ``expected`` was required. Nothing was committed."""
+
+    def __init__(self, expected: str, actual: str) -> None:
+        self.expected = expected
+        self.actual = actual
+        super().__init__(f"digest mismatch: expected {expected}, got {actual}")
+
+
+class SizeMismatchError(VerificationError):
+    """Content had ``actual`` bytes where ``expected`` were required. Nothing was committed."""
+
+    def __init__(self, expected: int, actual: int) -> None:
+        self.expected = expected
+        self.actual = actual
+        super().__init__(f"size mismatch: expected {expected} bytes, got {actual}")
+
+
+# --- client-side validation -----------------------------------------------------------------
+
+
+class InvalidDigestError(DistributionError, ValueError):
+    """A string that is not a valid ``algorithm:hex`` digest."""
+
+    def __init__(self, value: str, reason: str) -> None:
+        self.value = value
+        self.reason = reason
+        super().__init__(f"invalid digest {value!r}: {reason}")
+
+
+class UnsupportedDigestAlgorithmError(InvalidDigestError):
+    """A digest algorithm other than sha256, sha384 or sha512."""
+
+    def __init__(self, algorithm: str) -> None:
+        self.algorithm = algorithm
+        DistributionError.__init__(self, f"unsupported digest algorithm {algorithm!r}")
+        self.value = algorithm
+        self.reason = "unsupported digest algorithm"
+
+
+class InvalidReferenceError(DistributionError, ValueError):
+    """A string that is not a valid image reference (upstream's validation messages)."""
+
+
+class UnsupportedMediaTypeError(DistributionError):
+    """A config or layer media type that is not an image type (moby's ``unsupportedMediaTypeError``)."""
+
+    def __init__(self, media_type: str) -> None:
+        self.media_type = media_type
+        super().__init__(f"unsupported media type {media_type}")
+
+
+class AIModelNotSupportedError(DistributionError):
+    """An ``application/vnd.docker.ai.*`` artifact: moby refuses these with a pointer to ``docker model``."""
+
+    MESSAGE: ClassVar[str] = 'AI models are not yet supported by the Engine, please use "docker model pull/run" instead'
+
+    def __init__(self) -> None:
+        super().__init__(self.MESSAGE)
+
+
+class DeprecatedSchema1ImageError(DistributionError):
+    """A Docker schema1 manifest: support was removed; the message names ``ref`` when given."""
+
+    def __init__(self, ref: object = None) -> None:
+        self.ref = ref
+        msg = "Docker Image Format v1 and Docker Image manifest version 2, schema 1 support has been removed."
+        if ref is not None:
+            msg += (
+                f" Suggest the author of {ref} to upgrade the image to the OCI Format or "
+                "Docker Image manifest v2, schema 2."
+            )
+        msg += " More information at https://docs.docker.com/go/deprecated-image-specs/"
+        super().__init__(msg)
