@@ -18,7 +18,6 @@ from pathlib import Path
 
 import bcrypt
 import pytest
-
 from bed.pki import CertificateAuthority, Issued
 from bed.registry import Registry
 from bed.token_issuer import TokenIssuer, User

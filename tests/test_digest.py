@@ -6,13 +6,12 @@ import hashlib
 import threading
 from pathlib import Path
 
-import pytest
-from hypothesis import given
-from hypothesis import strategies as st
-
 import docker_distribution as dd
+import pytest
 from docker_distribution import _native
 from docker_distribution.errors import UnsupportedDigestAlgorithmError
+from hypothesis import given
+from hypothesis import strategies as st
 
 ALGORITHMS = {"sha256": 64, "sha384": 96, "sha512": 128}
 

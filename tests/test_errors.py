@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from docker_distribution import errors as E
 from hypothesis import given
 from hypothesis import strategies as st
-
-from docker_distribution import errors as E
 
 
 def _body(*entries: dict[str, object]) -> bytes:

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
-
 from docker_distribution import reference as R
 from docker_distribution.errors import InvalidReferenceError
+from hypothesis import given
+from hypothesis import strategies as st
 
 F64 = "f" * 64
 F128 = "f" * 128

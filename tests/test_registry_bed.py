@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import requests
-
 from bed.registry import Registry, RegistryStartError
 from conftest import BASIC_USERS, TOKEN_SERVICE, TokenBed
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from . import errors
 from ._native import __version__
+from .config import Config, RegistryResolver
+from .descriptor import Descriptor
 from .digest import Digest, Digester, digest_bytes, verify_file
 from .errors import (
     AIModelNotSupportedError,
@@ -20,9 +22,24 @@ from .errors import (
     SizeMismatchError,
     UnsupportedMediaTypeError,
 )
+from .reference import Reference, parse_docker_ref, parse_normalized_named
+from .registry import AuthConfig, RegistryService, RetryPolicy, ServiceOptions
+from .tags import get_repositories, tags
 
 __all__ = [
     "AIModelNotSupportedError",
+    "AuthConfig",
+    "Config",
+    "Descriptor",
+    "Reference",
+    "RegistryResolver",
+    "RegistryService",
+    "RetryPolicy",
+    "ServiceOptions",
+    "get_repositories",
+    "parse_docker_ref",
+    "parse_normalized_named",
+    "tags",
     "DeprecatedSchema1ImageError",
     "Digest",
     "DigestMismatchError",

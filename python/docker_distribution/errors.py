@@ -31,9 +31,20 @@ Every error this package raises is a :class:`DistributionError`. The tree::
     ├── InvalidDigestError (ValueError)
     │   └── UnsupportedDigestAlgorithmError
     ├── InvalidReferenceError (ValueError)
+    ├── InvalidRegistryConfigError (ValueError)   bad mirror / insecure registry / index name
     ├── UnsupportedMediaTypeError        ``unsupported media type <mt>``
     ├── AIModelNotSupportedError         moby's exact message
-    └── DeprecatedSchema1ImageError      moby's exact message
+    ├── DeprecatedSchema1ImageError      moby's exact message
+    ├── NoBasicAuthCredentialsError, NoTokenError, TokenAuthError, CredentialHelperError
+    ├── ManifestTooLargeError, ResponseFormatError
+    ├── ReservedNameError, NoEndpointsError, ImageConfigPullError, NotFoundError
+    ├── OperationCancelledError          the caller cancelled
+    ├── TransportError                   no HTTP answer at all (retryable)
+    ├── FallbackError                    wraps an error after which the next endpoint is tried
+    └── DoNotRetry                       wraps an error that another attempt will not fix
+
+The classification functions :func:`continue_on_error`, :func:`retry_on_error` and
+:func:`translate_pull_error` are moby's (spec §5.4), over these types.
 
 ``retryable`` on each class (or instance) says whether repeating the same request may
 succeed. The messages of registry errors follow moby's ``errcode`` formatting:
@@ -48,6 +59,24 @@ from typing import ClassVar
 
 __all__ = [
     "AIModelNotSupportedError",
+    "CredentialHelperError",
+    "DoNotRetry",
+    "FallbackError",
+    "ImageConfigPullError",
+    "InvalidRegistryConfigError",
+    "ManifestTooLargeError",
+    "NoBasicAuthCredentialsError",
+    "NoEndpointsError",
+    "NoTokenError",
+    "NotFoundError",
+    "OperationCancelledError",
+    "ReservedNameError",
+    "ResponseFormatError",
+    "TokenAuthError",
+    "TransportError",
+    "continue_on_error",
+    "retry_on_error",
+    "translate_pull_error",
     "BlobUnknownError",
     "BlobUploadInvalidError",
     "BlobUploadUnknownError",
@@ -128,6 +157,10 @@ class RegistryError(DistributionError):
         if bare is None:
             bare = detail is None and (not message or message == self.default_message)
         self.bare = bare
+        #: ``Method "url"`` of the request that failed, when known (moby's ``url.Error`` prefix)
+        self.request: str | None = None
+        #: further errors the registry sent in the same response (moby logs and ignores them)
+        self.others: tuple[DistributionError, ...] = ()
         super().__init__(self.__str__())
 
     @classmethod
@@ -136,7 +169,8 @@ class RegistryError(DistributionError):
         return cls.code.lower().replace("_", " ")
 
     def __str__(self) -> str:
-        return f"{self.code_text()}: {self.message}"
+        text = f"{self.code_text()}: {self.message}"
+        return f"{self.request}: {text}" if self.request else text
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(message={self.message!r}, detail={self.detail!r}, status={self.status})"
@@ -483,3 +517,185 @@ class DeprecatedSchema1ImageError(DistributionError):
             )
         msg += " More information at https://docs.docker.com/go/deprecated-image-specs/"
         super().__init__(msg)
+
+
+# --- protocol and configuration errors ------------------------------------------------------
+
+
+class InvalidRegistryConfigError(DistributionError, ValueError):
+    """A mirror, insecure-registry entry or index name that moby's validation rejects."""
+
+
+class NoBasicAuthCredentialsError(DistributionError):
+    """A registry asked for basic auth and no username/password is configured."""
+
+    def __init__(self) -> None:
+        super().__init__("no basic auth credentials")
+
+
+class NoTokenError(DistributionError):
+    """The token server answered without a token."""
+
+    def __init__(self) -> None:
+        super().__init__("authorization server did not include a token in the response")
+
+
+class TokenAuthError(DistributionError):
+    """A bearer challenge that cannot be followed (no realm, a bad realm URL, an undecodable answer)."""
+
+
+class CredentialHelperError(DistributionError):
+    """A ``docker-credential-<name>`` helper failed or is missing."""
+
+
+class ManifestTooLargeError(DistributionError):
+    """A manifest body over the size cap; it is not read any further."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        super().__init__(f"manifest exceeds the {limit} byte limit")
+
+
+class ResponseFormatError(DistributionError):
+    """A success response that lacks what the protocol requires (a header, a parsable range …)."""
+
+
+class OperationCancelledError(DistributionError):
+    """The operation was cancelled by its caller (moby's ``context canceled``)."""
+
+    def __init__(self, message: str = "context canceled") -> None:
+        super().__init__(message)
+
+
+class ReservedNameError(DistributionError):
+    """``'scratch' is a reserved name`` (moby's reservedNameError, Forbidden class)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"'{name}' is a reserved name")
+
+
+class NoEndpointsError(DistributionError):
+    """No endpoint was left to try: ``no endpoints found for <ref>``."""
+
+    def __init__(self, ref: str) -> None:
+        super().__init__(f"no endpoints found for {ref}")
+
+
+class ImageConfigPullError(DistributionError):
+    """``error pulling image configuration: <err>``."""
+
+    def __init__(self, err: BaseException) -> None:
+        self.err = err
+        super().__init__(f"error pulling image configuration: {err}")
+
+
+class FallbackError(DistributionError):
+    """An error after which the next endpoint may be tried (moby's ``fallbackError``).
+
+    ``transport_ok`` says the endpoint's TLS was confirmed to work, so its plain-HTTP
+    twin is skipped. The message is the wrapped error's.
+    """
+
+    def __init__(self, err: BaseException, *, transport_ok: bool) -> None:
+        self.err = err
+        self.transport_ok = transport_ok
+        super().__init__(str(err))
+
+
+class DoNotRetry(DistributionError):
+    """Marks an error as not worth another attempt (moby's ``xfer.DoNotRetry``). Same message."""
+
+    def __init__(self, err: BaseException) -> None:
+        self.err = err
+        super().__init__(str(err))
+
+
+class NotFoundError(DistributionError):
+    """moby's ``notFoundError``: DENIED, MANIFEST_UNKNOWN or NAME_UNKNOWN, worded for a pull of ``ref``."""
+
+    def __init__(self, cause: RegistryError, ref: object) -> None:
+        from .reference import Reference
+
+        self.cause = cause
+        self.ref = ref
+        familiar_name = ref.familiar_name if isinstance(ref, Reference) else str(ref)
+        familiar = ref.familiar if isinstance(ref, Reference) else str(ref)
+        if isinstance(cause, DeniedError):
+            msg = (f"pull access denied for {familiar_name}, repository does not exist or may require "
+                   f"'docker login': {cause}")
+        elif isinstance(cause, ManifestUnknownError):
+            msg = f"manifest for {familiar} not found: {cause}"
+        elif isinstance(cause, NameUnknownError):
+            msg = f"repository {familiar_name} not found: {cause}"
+        else:
+            msg = cause.message
+        super().__init__(msg)
+
+
+# --- classification (spec §5.4) -------------------------------------------------------------
+
+_CANCELLED = (OperationCancelledError, KeyboardInterrupt)
+_NOT_RETRIED_CODES = (UnauthorizedError, UnsupportedError, DeniedError, TooManyRequestsError, NameUnknownError)
+
+
+def _is_code_error(err: BaseException) -> bool:
+    """moby's ``errcode.Error``: not a bare ``ErrorCode``, and not wrapped in a ``url.Error``."""
+    return isinstance(err, RegistryError) and not err.bare and err.request is None
+
+
+def continue_on_error(err: BaseException, mirror: bool) -> bool:
+    """``continueOnError``: may the next endpoint be tried after ``err``?"""
+    if isinstance(err, _CANCELLED):
+        return False
+    if isinstance(err, FallbackError):
+        return continue_on_error(err.err, mirror)
+    if _is_code_error(err):
+        return mirror
+    if isinstance(err, UnexpectedHTTPResponseError):
+        return True
+    if isinstance(err, ImageConfigPullError):
+        return mirror
+    if isinstance(err, UnsupportedMediaTypeError):
+        return False
+    return "no such process" not in str(err)
+
+
+def retry_on_error(err: BaseException) -> BaseException:
+    """``retryOnError``: ``err`` itself when another attempt may help, else it wrapped in :class:`DoNotRetry`."""
+    if isinstance(err, DoNotRetry):
+        return err
+    if isinstance(err, _NOT_RETRIED_CODES) and not err.bare:
+        return DoNotRetry(err)
+    if isinstance(err, (NoBasicAuthCredentialsError, NoTokenError, UnexpectedHTTPResponseError,
+                        UnsupportedMediaTypeError, BlobUnknownError)):
+        return DoNotRetry(err)
+    if isinstance(err, OSError) and "no space left on device" in str(err).lower():
+        return DoNotRetry(err)
+    return err
+
+
+def translate_pull_error(err: BaseException, ref: object) -> BaseException:
+    """``translatePullError``: DENIED / MANIFEST_UNKNOWN / NAME_UNKNOWN become :class:`NotFoundError`."""
+    if isinstance(err, _CANCELLED):
+        return err
+    if isinstance(err, DoNotRetry):
+        return translate_pull_error(err.err, ref)
+    if isinstance(err, (DeniedError, ManifestUnknownError, NameUnknownError)) and _is_code_error(err):
+        return NotFoundError(err, ref)
+    return err
+
+
+class TransportError(DistributionError):
+    """The request did not get an HTTP answer (refused, reset, timed out, TLS failure).
+
+    Worded like Go's ``url.Error``: ``Get "<redacted url>": <reason>``. Retryable.
+    """
+
+    retryable = True
+
+    def __init__(self, method: str, url: str, reason: str) -> None:
+        self.method = method
+        self.url = url
+        self.reason = reason
+        super().__init__(f'{method.capitalize()} "{url}": {reason}')

@@ -1,0 +1,311 @@
+"""HTTP transport to one registry endpoint: sessions, headers, auth, redirects, retries, errors.
+
+* One pooled ``requests.Session`` per :class:`Transport`; User-Agent plus the caller's
+  meta headers on every request; connect and read timeouts.
+* Redirects are followed here (at most 10, moby's limit) so that ``Authorization`` is only
+  ever computed for the endpoint that was pinged: a redirect to blob storage or a CDN, or
+  to any other host, gets none. ``Accept`` and ``Range`` are carried over, as moby does.
+* Idempotent requests are retried with backoff on 408/429/5xx and on connection errors,
+  honouring ``Retry-After`` (bounded by :class:`RetryPolicy`).
+* Non-success answers become the typed errors of :mod:`docker_distribution.errors`
+  (moby's ``HandleErrorResponse``, spec §5.3); error bodies are read up to a cap.
+* URLs in messages are redacted: no userinfo, and query values other than a few harmless
+  protocol parameters are replaced.
+* ``rate_limit`` exposes the last ``RateLimit-Limit`` / ``RateLimit-Remaining`` seen.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
+
+import requests
+
+from .. import __version__
+from ..errors import (
+    MAX_ERROR_BODY,
+    DeniedError,
+    DistributionError,
+    RegistryError,
+    TransportError,
+    UnauthorizedError,
+    UnexpectedHTTPStatusError,
+    errors_from_response,
+)
+from .auth import Authorizer, ChallengeManager, parse_challenges
+from .service import APIEndpoint
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "PING_TIMEOUT",
+    "RateLimit",
+    "RetryPolicy",
+    "Transport",
+    "handle_error_response",
+    "redact_url",
+    "user_agent",
+]
+
+PING_TIMEOUT = 15.0  # moby's ping client timeout
+DEFAULT_TIMEOUT = (30.0, 300.0)  # (connect: moby's dial timeout, read: generous for slow registries)
+MAX_REDIRECTS = 10  # moby's limit
+_SAFE_QUERY_KEYS = frozenset({"digest", "n", "last", "mount", "from", "service", "scope", "artifactType"})
+_REDIRECTS = (301, 302, 303, 307, 308)
+
+
+def user_agent(extra: str | None = None) -> str:
+    ua = f"docker-distribution/{__version__} python-requests/{requests.__version__}"
+    return f"{ua} UpstreamClient({extra})" if extra else ua
+
+
+def redact_url(url: str) -> str:
+    """The URL with userinfo removed and query values other than protocol parameters hidden."""
+    u = urlsplit(url)
+    netloc = u.netloc.rpartition("@")[2]
+    query = "&".join(
+        f"{k}={v if k in _SAFE_QUERY_KEYS else 'REDACTED'}" for k, v in parse_qsl(u.query, keep_blank_values=True)
+    )
+    return urlunsplit((u.scheme, netloc, u.path, query, ""))
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How idempotent requests are retried. ``attempts`` counts the first try."""
+
+    attempts: int = 3
+    backoff: float = 0.5  # doubled after each failure
+    max_backoff: float = 8.0
+    max_retry_after: float = 60.0  # a longer Retry-After is not waited for
+    statuses: frozenset[int] = frozenset({408, 429, 500, 502, 503, 504})
+
+
+NO_RETRY = RetryPolicy(attempts=1)
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    limit: str | None
+    remaining: str | None
+
+
+def handle_error_response(resp: requests.Response) -> DistributionError:
+    """moby's ``HandleErrorResponse``: a typed error for a non-success response (the body is capped)."""
+    status = resp.status_code
+    if 400 <= status < 500:
+        body = _read_capped(resp)
+        errs = errors_from_response(status, resp.headers.get("Content-Type"), body)
+        if status == 401:
+            for ch in parse_challenges(_all_headers(resp, "WWW-Authenticate")):
+                if ch.scheme != "bearer":
+                    continue
+                code = ch.params.get("error")
+                cls = {"invalid_token": UnauthorizedError, "insufficient_scope": DeniedError}.get(code or "")
+                if cls is not None:
+                    errs.insert(0, cls(ch.params.get("error_description") or None, status=status, bare=False))
+                    break
+        first = errs[0]
+        if isinstance(first, RegistryError):
+            first.others = tuple(errs[1:])
+        return first
+    return UnexpectedHTTPStatusError(status, resp.reason or "")
+
+
+def _read_capped(resp: requests.Response) -> bytes:
+    try:
+        if resp.raw is not None and not resp._content_consumed:  # type: ignore[attr-defined]
+            return resp.raw.read(MAX_ERROR_BODY, decode_content=True) or b""
+        return resp.content[:MAX_ERROR_BODY]
+    except (requests.RequestException, OSError):
+        return b""
+
+
+def _all_headers(resp: requests.Response, name: str) -> list[str]:
+    raw = getattr(resp.raw, "headers", None)
+    if raw is not None and hasattr(raw, "getlist"):
+        return list(raw.getlist(name))
+    v = resp.headers.get(name)
+    return [v] if v else []
+
+
+class Transport:
+    """Requests to one :class:`~docker_distribution.registry.service.APIEndpoint`."""
+
+    def __init__(
+        self,
+        endpoint: APIEndpoint,
+        *,
+        meta_headers: Mapping[str, Iterable[str]] | None = None,
+        user_agent_suffix: str | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: tuple[float, float] = DEFAULT_TIMEOUT,
+        session: requests.Session | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.endpoint = endpoint
+        self.session = session or requests.Session()
+        self.session.trust_env = True  # proxies from the environment, as moby
+        self.headers: dict[str, str] = {"User-Agent": user_agent(user_agent_suffix)}
+        for k, values in (meta_headers or {}).items():
+            self.headers[k] = ", ".join(values)
+        self.retry = retry or RetryPolicy()
+        self.timeout = timeout
+        self.challenges = ChallengeManager()
+        self.authorizer: Authorizer | None = None
+        self._sleep = sleep
+        self._rate_limit = RateLimit(None, None)
+        self._lock = threading.Lock()
+
+    @property
+    def verify(self) -> bool | str:
+        return self.endpoint.tls.requests_verify
+
+    @property
+    def cert(self) -> tuple[str, str] | None:
+        return self.endpoint.tls.client_cert
+
+    @property
+    def rate_limit(self) -> RateLimit:
+        return self._rate_limit
+
+    def url(self, path: str) -> str:
+        return f"{self.endpoint.url}{path}"
+
+    def ping(self) -> requests.Response:
+        """``GET /v2/`` without auth; any status is accepted; 401 challenges are remembered."""
+        url = self.url("/v2/")
+        try:
+            resp = self.session.get(url, headers=self.headers, timeout=PING_TIMEOUT, verify=self.verify,
+                                    cert=self.cert, allow_redirects=True)
+        except requests.RequestException as exc:
+            raise TransportError("GET", redact_url(url), _reason(exc)) from None
+        resp.close()
+        # redirected pings store their challenges under the final URL, as moby does
+        self.challenges.add_response(resp.url, resp.status_code, _all_headers(resp, "WWW-Authenticate"))
+        if resp.url != url:
+            self.challenges.add_response(url, resp.status_code, _all_headers(resp, "WWW-Authenticate"))
+        return resp
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        data: Any = None,
+        stream: bool = False,
+        idempotent: bool | None = None,
+        ok: Callable[[int], bool] = lambda s: 200 <= s < 400,
+        timeout: tuple[float, float] | None = None,
+    ) -> requests.Response:
+        """Send a request; return the response when ``ok(status)``, else raise the typed error.
+
+        ``data`` that is not bytes (an iterator or file) is never re-sent, so such requests are
+        not retried or redirected with a body.
+        """
+        if idempotent is None:
+            idempotent = method in ("GET", "HEAD", "DELETE", "PUT") and (data is None or isinstance(data, bytes))
+        policy = self.retry if idempotent else NO_RETRY
+        delay = policy.backoff
+        for attempt in range(1, policy.attempts + 1):
+            last = attempt == policy.attempts
+            try:
+                resp = self._send(method, url, headers or {}, data, stream, timeout or self.timeout)
+            except TransportError:
+                if last:
+                    raise
+                self._sleep(delay)
+                delay = min(delay * 2, policy.max_backoff)
+                continue
+            self._record_rate_limit(resp)
+            if ok(resp.status_code):
+                return resp
+            if not last and resp.status_code in policy.statuses:
+                wait = _retry_after(resp)
+                if wait is None or wait <= policy.max_retry_after:
+                    resp.close()
+                    self._sleep(wait if wait is not None else delay)
+                    delay = min(delay * 2, policy.max_backoff)
+                    continue
+            try:
+                raise handle_error_response(resp)
+            finally:
+                resp.close()
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _send(self, method: str, url: str, headers: Mapping[str, str], data: Any, stream: bool,
+              timeout: tuple[float, float]) -> requests.Response:
+        hdrs = {**self.headers, **headers}
+        for _ in range(MAX_REDIRECTS + 1):
+            if self.authorizer is not None:
+                try:
+                    self.authorizer.modify(url, hdrs)
+                except RegistryError as exc:
+                    # moby surfaces token-server refusals wrapped in the request's url.Error
+                    exc.request = f'{method.capitalize()} "{redact_url(url)}"'
+                    exc.args = (str(exc),)
+                    raise
+            try:
+                resp = self.session.request(method, url, headers=hdrs, data=data, stream=stream, timeout=timeout,
+                                            verify=self.verify, cert=self.cert, allow_redirects=False)
+            except requests.RequestException as exc:
+                raise TransportError(method, redact_url(url), _reason(exc)) from None
+            if resp.status_code not in _REDIRECTS or "Location" not in resp.headers:
+                return resp
+            resp.close()
+            url = urljoin(url, resp.headers["Location"])
+            if resp.status_code == 303 or (resp.status_code in (301, 302) and method == "POST"):
+                method, data = ("GET" if method != "HEAD" else "HEAD"), None
+            elif data is not None and not isinstance(data, bytes):
+                raise TransportError(method, redact_url(url), "redirect of a streamed request body")
+            # only Accept and Range follow a redirect (plus our own identity headers)
+            hdrs = {**self.headers, **{k: v for k, v in headers.items() if k.lower() in ("accept", "range")}}
+        raise TransportError(method, redact_url(url), f"stopped after {MAX_REDIRECTS} redirects")
+
+    def _record_rate_limit(self, resp: requests.Response) -> None:
+        limit = resp.headers.get("RateLimit-Limit")
+        remaining = resp.headers.get("RateLimit-Remaining")
+        if limit is not None or remaining is not None:
+            self._rate_limit = RateLimit(limit, remaining)
+
+
+def _retry_after(resp: requests.Response) -> float | None:
+    value = resp.headers.get("Retry-After")
+    if not value:
+        return None
+    if value.strip().isdigit():
+        return float(value.strip())
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _reason(exc: requests.RequestException) -> str:
+    """A short reason that never includes request headers or credentials."""
+    text = str(exc.args[0]) if exc.args else type(exc).__name__
+    if isinstance(exc, requests.exceptions.SSLError):
+        return "tls: " + ("certificate verify failed" if "CERTIFICATE_VERIFY_FAILED" in text else "handshake failed")
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return "dial tcp: i/o timeout"
+    if isinstance(exc, requests.exceptions.ReadTimeout):
+        return "read: i/o timeout"
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        if "Connection refused" in text:
+            return "dial tcp: connect: connection refused"
+        if "reset" in text.lower():
+            return "read: connection reset by peer"
+        return "connection error: " + type(exc).__name__
+    return type(exc).__name__
+
+
+def with_query(url: str, **params: str) -> str:
+    """Merge ``params`` into the query of ``url`` (for upload locations that carry state)."""
+    u = urlsplit(url)
+    q = parse_qsl(u.query, keep_blank_values=True) + list(params.items())
+    return urlunsplit((u.scheme, u.netloc, u.path, urlencode(q), u.fragment))

@@ -1,0 +1,26 @@
+"""Small helpers the tests share: pushing minimal images with our own client."""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+
+from docker_distribution import Digest
+from docker_distribution.mediatype import DOCKER_CONFIG, DOCKER_MANIFEST
+from docker_distribution.registry import Repository
+
+
+def push_empty_image(repo: Repository, *tags: str, label: str = "x") -> Digest:
+    """A config blob and a schema2 manifest with no layers, tagged ``tags``; returns the manifest digest."""
+    config = json.dumps({"architecture": "amd64", "os": "linux", "config": {"Labels": {"l": label}},
+                         "rootfs": {"type": "layers", "diff_ids": []}}).encode()
+    cdigest = Digest.from_bytes(config)
+    repo.upload_monolithic(config, cdigest)
+    manifest = json.dumps({"schemaVersion": 2, "mediaType": DOCKER_MANIFEST,
+                           "config": {"mediaType": DOCKER_CONFIG, "size": len(config), "digest": str(cdigest)},
+                           "layers": []}, indent=3).encode()
+    digest = Digest.from_bytes(manifest)
+    with ThreadPoolExecutor(8) as pool:  # thousands of tags go faster side by side
+        results = list(pool.map(lambda t: repo.put_manifest(t, manifest, DOCKER_MANIFEST), tags or (str(digest),)))
+    assert set(results) == {digest}
+    return digest

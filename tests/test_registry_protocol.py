@@ -1,0 +1,412 @@
+"""The registry protocol against the real registries of the test bed (and, where a real
+registry cannot show a behaviour, the scripted server)."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import docker_distribution as dd
+import pytest
+from bed.pki import CertificateAuthority
+from bed.registry import Registry
+from bed.scripted import Reply, Request, ScriptedServer
+from conftest import BASIC_USERS, TokenBed
+from docker_distribution import errors as E
+from docker_distribution.reference import parse_normalized_named
+from docker_distribution.registry import RetryPolicy, catalog, connect
+from docker_distribution.registry.auth import AuthConfig
+from docker_distribution.registry.service import (
+    APIEndpoint,
+    RegistryService,
+    ServiceOptions,
+    TLSConfig,
+)
+from docker_distribution.registry.transport import Transport
+from helpers import push_empty_image
+
+FAST = RetryPolicy(attempts=3, backoff=0.01, max_backoff=0.05)
+
+
+def _ref(registry_host: str, repo: str, tag: str | None = None) -> dd.Reference:
+    return parse_normalized_named(f"{registry_host}/{repo}" + (f":{tag}" if tag else ""))
+
+
+def _plain(reg: Registry) -> APIEndpoint:
+    return APIEndpoint(url=reg.url)
+
+
+def _config(**kw: object) -> dd.Config:
+    return dd.Config(retry=FAST, **kw)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def scripted() -> Iterator[ScriptedServer]:
+    s = ScriptedServer()
+    yield s
+    s.stop()
+
+
+# --- tags -----------------------------------------------------------------------------------
+
+
+def test_a_repository_with_2500_tags_lists_completely(registry: Registry, repo_name: str) -> None:
+    repo = connect(_ref(registry.host, repo_name), _plain(registry), auth_config=AuthConfig(),
+                   actions=("push", "pull"))
+    wanted = [f"t{i:04d}" for i in range(2500)]
+    push_empty_image(repo, *wanted)
+    got = dd.tags(_ref(registry.host, repo_name), _config(auth_config=AuthConfig()))
+    assert sorted(got) == wanted
+
+
+def test_catalog_pagination_with_n_100_on_the_real_registry(registry_factory: object) -> None:
+    reg = registry_factory()  # type: ignore[operator]
+    names = [f"cat/r{i:03d}" for i in range(230)]
+    for name in names:
+        repo = connect(_ref(reg.host, name), _plain(reg), auth_config=AuthConfig(), actions=("push", "pull"))
+        push_empty_image(repo, "v1")
+    transport = Transport(_plain(reg))
+    pages: list[str] = []
+    transport.session.hooks["response"].append(lambda r, *a, **k: pages.append(r.url))
+    # the registry answers at most 100 per page: all 230 means its Link headers were followed
+    assert catalog(transport, page_size=100) == sorted(names)
+    assert len([u for u in pages if "_catalog" in u]) == 3
+
+
+def test_tags_follow_link_pagination_like_docker_hub(scripted: ScriptedServer) -> None:
+    pages = {None: (["a", "b"], "/v2/lib/x/tags/list?n=2&last=b"), "b": (["c", "d"], "/v2/lib/x/tags/list?n=2&last=d"),
+             "d": (["e"], None)}
+
+    def tags_route(req: Request) -> Reply:
+        last = req.query.get("last", [None])[0]
+        items, nxt = pages[last]
+        headers = {"RateLimit-Limit": "100;w=21600", "RateLimit-Remaining": "97;w=21600"}
+        if nxt:
+            headers["Link"] = f'<{nxt}>; rel="next"'
+        return Reply(200, {"name": "lib/x", "tags": items}, headers)
+
+    scripted.route("/v2/lib/x/tags/list", tags_route)
+    scripted.route("/v2/", lambda r: Reply(200, {}))
+    repo = connect(_ref(scripted.host, "lib/x"), APIEndpoint(url=scripted.url), auth_config=AuthConfig())
+    assert repo.tags() == ["a", "b", "c", "d", "e"]
+    assert repo.transport.rate_limit.remaining == "97;w=21600"
+    assert repo.transport.rate_limit.limit == "100;w=21600"
+
+
+def test_429_with_retry_after_is_retried(scripted: ScriptedServer) -> None:
+    calls = {"n": 0}
+
+    def flaky(req: Request) -> Reply:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            return Reply(429, {"errors": [{"code": "TOOMANYREQUESTS", "message": "slow down"}]}, {"Retry-After": "0"})
+        return Reply(200, {"tags": ["ok"]})
+
+    scripted.route("/v2/lib/x/tags/list", flaky)
+    scripted.route("/v2/", lambda r: Reply(200, {}))
+    repo = connect(_ref(scripted.host, "lib/x"), APIEndpoint(url=scripted.url), auth_config=AuthConfig(), retry=FAST)
+    assert repo.tags() == ["ok"]
+    assert calls["n"] == 2
+
+
+def test_a_missing_repository_gives_mobys_not_found_message(registry: Registry) -> None:
+    with pytest.raises(E.NotFoundError) as info:
+        dd.tags(_ref(registry.host, "does/not-exist"), _config(auth_config=AuthConfig()))
+    assert str(info.value).startswith(f"repository {registry.host}/does/not-exist not found: name unknown: ")
+
+
+def test_scratch_is_reserved() -> None:
+    with pytest.raises(E.ReservedNameError, match="'scratch' is a reserved name"):
+        dd.tags(parse_normalized_named("scratch"))
+    with pytest.raises(E.ReservedNameError):
+        dd.get_repositories(parse_normalized_named("scratch"))
+
+
+# --- manifests and blobs --------------------------------------------------------------------
+
+
+def test_manifest_round_trip_keeps_raw_bytes_and_verifies(registry: Registry, repo_name: str) -> None:
+    repo = connect(_ref(registry.host, repo_name), _plain(registry), auth_config=AuthConfig(), actions=("push", "pull"))
+    digest = push_empty_image(repo, "v1")
+    by_tag = repo.get_manifest("v1")
+    by_digest = repo.get_manifest(str(digest))
+    assert by_tag.payload == by_digest.payload
+    assert by_tag.digest == digest == dd.digest_bytes(by_tag.payload)
+    assert b'\n   "schemaVersion"' in by_tag.payload  # the 3-space indent we pushed, untouched
+    desc = repo.resolve("v1")
+    assert (desc.digest, desc.size, desc.media_type) == (digest, len(by_tag.payload), by_tag.media_type)
+    assert repo.manifest_exists(digest)
+    with pytest.raises(E.ManifestUnknownError):
+        repo.get_manifest("nope")
+
+
+def test_blob_range_requests(registry: Registry, repo_name: str) -> None:
+    repo = connect(_ref(registry.host, repo_name), _plain(registry), auth_config=AuthConfig(), actions=("push", "pull"))
+    data = os.urandom(100_000)
+    digest = dd.digest_bytes(data)
+    repo.upload_monolithic(data, digest)
+    assert repo.stat_blob(digest).size == len(data)
+    with repo.open_blob(digest, offset=40_000) as resp:
+        assert resp.status_code == 206
+        from docker_distribution.registry.client import parse_content_range
+
+        assert parse_content_range(resp.headers.get("Content-Range"), 40_000) == len(data)
+        assert resp.content == data[40_000:]
+    assert repo.get_blob(digest) == data
+    with pytest.raises(E.BlobUnknownError):
+        repo.stat_blob(dd.digest_bytes(b"absent"))
+
+
+def test_chunked_and_resumed_upload(registry: Registry, repo_name: str) -> None:
+    repo = connect(_ref(registry.host, repo_name), _plain(registry), auth_config=AuthConfig(), actions=("push", "pull"))
+    data = os.urandom(3 * 1024 * 1024 + 17)
+    digest = dd.digest_bytes(data)
+    upload = repo.start_upload()
+    assert not isinstance(upload, dd.Descriptor)
+    upload.write_chunk(data[: 1 << 20])
+    assert upload.offset == 1 << 20
+    # a new session object at the same location learns the offset from the registry
+    from docker_distribution.registry.client import BlobUpload
+
+    resumed = BlobUpload(repo, upload.location, upload.uuid)
+    assert resumed.status() == 1 << 20
+    resumed.write(iter([data[1 << 20: 2 << 20], data[2 << 20:]]))
+    assert resumed.offset == len(data)
+    assert resumed.commit(digest).size == len(data)
+    assert repo.get_blob(digest, max_size=len(data)) == data
+
+
+def test_cross_repository_mount(registry: Registry, repo_name: str) -> None:
+    src = connect(_ref(registry.host, repo_name), _plain(registry), auth_config=AuthConfig(), actions=("push", "pull"))
+    data = b"mount me" * 1000
+    digest = dd.digest_bytes(data)
+    src.upload_monolithic(data, digest)
+    dst = connect(_ref(registry.host, repo_name + "-copy"), _plain(registry), auth_config=AuthConfig(),
+                  actions=("push", "pull"))
+    mounted = dst.start_upload(mount=digest, mount_from=repo_name)
+    assert isinstance(mounted, dd.Descriptor) and mounted.size == len(data)
+    assert dst.get_blob(digest) == data
+
+
+def test_manifest_over_the_cap_is_refused(registry: Registry, repo_name: str) -> None:
+    repo = connect(_ref(registry.host, repo_name), _plain(registry), auth_config=AuthConfig(), actions=("push", "pull"))
+    push_empty_image(repo, "v1")
+    with pytest.raises(E.ManifestTooLargeError):
+        repo.get_manifest("v1", max_size=100)
+
+
+# --- mirrors --------------------------------------------------------------------------------
+
+
+def _dead_url() -> str:
+    from bed.registry import free_port
+
+    return f"http://127.0.0.1:{free_port()}"
+
+
+def test_get_repositories_skips_a_dead_mirror(registry: Registry, mirror_registry: Registry, repo_name: str) -> None:
+    svc = RegistryService(ServiceOptions(registry_mirrors={registry.host: [_dead_url(), mirror_registry.url]}))
+    repos = dd.get_repositories(_ref(registry.host, repo_name), _config(registry_service=svc, auth_config=AuthConfig()))
+    # dead mirror skipped; https to the plain registry fails; the live mirror and http upstream remain
+    assert [r.endpoint.url for r in repos] == [mirror_registry.url, registry.url]
+    assert repos[0].endpoint.mirror
+
+
+def test_pull_through_mirror_serves_a_manifest(registry: Registry, mirror_registry: Registry, repo_name: str) -> None:
+    upstream = connect(_ref(registry.host, repo_name), _plain(registry), auth_config=AuthConfig(), actions=("push", "pull"))
+    digest = push_empty_image(upstream, "v1")
+    svc = RegistryService(ServiceOptions(registry_mirrors={registry.host: [mirror_registry.url]}))
+    [via_mirror, _] = dd.get_repositories(_ref(registry.host, repo_name), _config(registry_service=svc, auth_config=AuthConfig()))
+    assert via_mirror.endpoint.url == mirror_registry.url
+    assert via_mirror.get_manifest("v1").digest == digest
+
+
+def test_dead_mirror_falls_back_to_the_upstream(registry: Registry, repo_name: str) -> None:
+    upstream = connect(_ref(registry.host, repo_name), _plain(registry), auth_config=AuthConfig(), actions=("push", "pull"))
+    push_empty_image(upstream, "v1", "v2")
+    svc = RegistryService(ServiceOptions(registry_mirrors={registry.host: [_dead_url()]}))
+    assert sorted(dd.tags(_ref(registry.host, repo_name), _config(registry_service=svc, auth_config=AuthConfig()))) == ["v1", "v2"]
+
+
+# --- auth -----------------------------------------------------------------------------------
+
+
+def _tls_endpoint(reg: Registry, ca: CertificateAuthority) -> APIEndpoint:
+    return APIEndpoint(url=reg.url, tls=TLSConfig(verify=True, ca_bundle=str(ca.cert_path)))
+
+
+def test_basic_auth_over_tls(tls_registry: Registry, ca: CertificateAuthority, repo_name: str) -> None:
+    auth = AuthConfig(username="alice", password=BASIC_USERS["alice"])
+    repo = connect(_ref(tls_registry.host, repo_name), _tls_endpoint(tls_registry, ca), auth_config=auth,
+                   actions=("push", "pull"))
+    push_empty_image(repo, "v1")
+    assert repo.tags() == ["v1"]
+    anonymous = connect(_ref(tls_registry.host, repo_name), _tls_endpoint(tls_registry, ca), auth_config=AuthConfig())
+    with pytest.raises(E.NoBasicAuthCredentialsError, match="no basic auth credentials"):
+        anonymous.tags()
+    wrong = connect(_ref(tls_registry.host, repo_name), _tls_endpoint(tls_registry, ca),
+                    auth_config=AuthConfig(username="alice", password="wrong"))
+    with pytest.raises(E.UnauthorizedError) as info:
+        wrong.tags()
+    assert str(info.value) == "unauthorized: authentication required"
+
+
+def test_tls_is_verified_by_default(tls_registry: Registry, repo_name: str) -> None:
+    endpoint = APIEndpoint(url=tls_registry.url)  # system roots only: the bed's CA is unknown
+    with pytest.raises(E.FallbackError) as info:
+        connect(_ref(tls_registry.host, repo_name), endpoint, auth_config=AuthConfig())
+    assert "certificate verify failed" in str(info.value)
+    assert info.value.transport_ok is False
+
+
+def test_bearer_tokens_carry_pull_or_push_pull_scope(token_registry: TokenBed, repo_name: str) -> None:
+    reg, issuer = token_registry.registry, token_registry.issuer
+    alice = AuthConfig(username="alice", password="alice-token-pw")
+    pusher = connect(_ref(reg.host, repo_name), _plain(reg), auth_config=alice, actions=("push", "pull"))
+    push_empty_image(pusher, "v1")
+    assert issuer.requests[-1].params["scope"] == [f"repository:{repo_name}:push,pull"]
+    assert issuer.requests[-1].params["account"] == ["alice"]
+    reader = AuthConfig(username="reader", password="reader-token-pw")
+    assert dd.tags(_ref(reg.host, repo_name), _config(auth_config=reader)) == ["v1"]
+    assert issuer.requests[-1].params["scope"] == [f"repository:{repo_name}:pull"]
+
+
+def test_token_is_cached_per_scope(token_registry: TokenBed, repo_name: str) -> None:
+    reg = token_registry.registry
+    repo = connect(_ref(reg.host, repo_name), _plain(reg), auth_config=AuthConfig(username="alice", password="alice-token-pw"),
+                   actions=("push", "pull"))
+    before = len(token_registry.issuer.requests)
+    push_empty_image(repo, "a", "b", "c")
+    repo.tags()
+    assert len(token_registry.issuer.requests) - before == 1
+
+
+def test_pull_only_token_cannot_push(token_registry: TokenBed, repo_name: str) -> None:
+    reg = token_registry.registry
+    reader = connect(_ref(reg.host, repo_name), _plain(reg), auth_config=AuthConfig(username="reader", password="reader-token-pw"),
+                     actions=("push", "pull"))
+    with pytest.raises(E.DeniedError) as info:
+        reader.start_upload()
+    assert info.value.status == 401
+    assert isinstance(E.retry_on_error(info.value), E.DoNotRetry)
+
+
+def test_wrong_password_gives_mobys_message(token_registry: TokenBed, repo_name: str) -> None:
+    reg = token_registry.registry
+    with pytest.raises(E.UnauthorizedError) as info:
+        dd.tags(_ref(reg.host, repo_name), _config(auth_config=AuthConfig(username="alice", password="wrong")))
+    assert str(info.value) == (f'Get "http://{reg.host}/v2/{repo_name}/tags/list": '
+                               "unauthorized: incorrect username or password")
+    assert "wrong" not in str(info.value)
+
+
+def test_credential_helper_resolution(token_registry: TokenBed, repo_name: str, tmp_path: Path,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    reg = token_registry.registry
+    alice = connect(_ref(reg.host, repo_name), _plain(reg), auth_config=AuthConfig(username="alice", password="alice-token-pw"),
+                    actions=("push", "pull"))
+    push_empty_image(alice, "v1")
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    log = tmp_path / "helper.log"
+    helper = bindir / "docker-credential-test"
+    helper.write_text(f"""#!{sys.executable}
+import json, sys
+action = sys.argv[1]
+server = sys.stdin.read().strip()
+open({str(log)!r}, "a").write(action + " " + server + "\\n")
+if action == "get" and server == {reg.host!r}:
+    print(json.dumps({{"ServerURL": server, "Username": "reader", "Secret": "reader-token-pw"}}))
+else:
+    print("credentials not found in native keychain")
+    sys.exit(1)
+""")
+    helper.chmod(helper.stat().st_mode | stat.S_IEXEC)
+    config_dir = tmp_path / "docker"
+    config_dir.mkdir()
+    (config_dir / "config.json").write_text(json.dumps({"credHelpers": {reg.host: "test"}}))
+    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("DOCKER_CONFIG", str(config_dir))
+    assert dd.tags(_ref(reg.host, repo_name), _config()) == ["v1"]  # auth_config None: config.json + helper
+    assert log.read_text().splitlines() == [f"get {reg.host}"]
+    assert token_registry.issuer.requests[-1].username == "reader"
+
+
+def test_login_and_logout_through_the_cli(token_registry: TokenBed, tmp_path: Path) -> None:
+    reg = token_registry.registry
+    env = {**os.environ, "DOCKER_CONFIG": str(tmp_path)}
+    exe = str(Path(sys.executable).parent / "docker-distribution")
+    bad = subprocess.run([exe, "login", reg.host, "-u", "alice", "--password-stdin"], input="nope\n",
+                         capture_output=True, text=True, env=env)
+    assert bad.returncode == 1 and "incorrect username or password" in bad.stderr and "nope" not in bad.stderr
+    ok = subprocess.run([exe, "login", reg.host, "-u", "alice", "--password-stdin"], input="alice-token-pw\n",
+                        capture_output=True, text=True, env=env)
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.strip() == "Login Succeeded"
+    stored = json.loads((tmp_path / "config.json").read_text())["auths"][reg.host]
+    assert stored["identitytoken"]  # the refresh token is kept instead of the password
+    assert "alice-token-pw" not in (tmp_path / "config.json").read_text()
+    assert (tmp_path / "config.json").stat().st_mode & 0o077 == 0
+    out = subprocess.run([exe, "logout", reg.host], capture_output=True, text=True, env=env)
+    assert out.stdout.strip() == f"Removing login credentials for {reg.host}"
+    assert reg.host not in json.loads((tmp_path / "config.json").read_text())["auths"]
+
+
+def test_identity_token_uses_the_oauth_refresh_flow(token_registry: TokenBed, repo_name: str) -> None:
+    reg, issuer = token_registry.registry, token_registry.issuer
+    refresh = issuer._new_refresh("reader")
+    repo = connect(_ref(reg.host, repo_name), _plain(reg), auth_config=AuthConfig(identity_token=refresh))
+    with pytest.raises(E.NameUnknownError):
+        repo.tags()  # authorised (the registry answers about the repository, not the token)
+    last = issuer.requests[-1]
+    assert last.method == "POST" and last.params["grant_type"] == ["refresh_token"]
+    assert last.params["client_id"] == ["docker"] and last.username == "reader"
+
+
+# --- TestTokenPassThru / TestTokenPassThruDifferentHost -------------------------------------
+
+
+def test_token_pass_thru(scripted: ScriptedServer) -> None:
+    scripted.route("/v2/", lambda r: Reply(401, {}, {"WWW-Authenticate": 'Bearer realm="foorealm"'}))
+    repo = connect(_ref(scripted.host, "testremotename"), APIEndpoint(url=scripted.url),
+                   auth_config=AuthConfig(registry_token="mysecrettoken"))
+    with pytest.raises(E.DistributionError):
+        repo.resolve("tag_goes_here")
+    assert any("mysecrettoken" in r.headers.get("Authorization", "") for r in scripted.requests)
+
+
+def test_token_pass_thru_different_host(scripted: ScriptedServer) -> None:
+    other = ScriptedServer()
+    try:
+        other.route("/", lambda r: Reply(404, {"errors": [{"code": "MANIFEST_UNKNOWN", "message": "x", "detail": 1}]}))
+        scripted.route("/v2/testremotename/", lambda r: Reply(301, b"", {"Location": other.url + r.path}))
+        scripted.route("/v2/", lambda r: Reply(401, {}, {"WWW-Authenticate": 'Bearer realm="foorealm"'}))
+        repo = connect(_ref(scripted.host, "testremotename"), APIEndpoint(url=scripted.url),
+                       auth_config=AuthConfig(registry_token="mysecrettoken"))
+        with pytest.raises(E.ManifestUnknownError):
+            repo.get_manifest("tag_goes_here")
+        assert other.requests, "the redirect target was reached"
+        assert all("Authorization" not in r.headers for r in other.requests)
+        assert any("mysecrettoken" in r.headers.get("Authorization", "") for r in scripted.requests)
+    finally:
+        other.stop()
+
+
+def test_redirect_to_another_host_never_carries_basic_credentials(tls_registry: Registry, scripted: ScriptedServer,
+                                                                   ca: CertificateAuthority) -> None:
+    scripted.route("/v2/x/blobs/", lambda r: Reply(307, b"", {"Location": f"{scripted.url}/storage{r.path}"}))
+    scripted.route("/storage/", lambda r: Reply(200, b"blob"))
+    scripted.route("/v2/", lambda r: Reply(401, {}, {"WWW-Authenticate": 'Basic realm="r"'}))
+    repo = connect(_ref(scripted.host, "x"), APIEndpoint(url=scripted.url),
+                   auth_config=AuthConfig(username="u", password="secret-pw"))
+    with repo.open_blob(dd.digest_bytes(b"blob")) as resp:
+        assert resp.content == b"blob"
+    storage = [r for r in scripted.requests if r.path.startswith("/storage/")]
+    assert storage and all("Authorization" not in r.headers for r in storage)
+    blobs = [r for r in scripted.requests if r.path.startswith("/v2/x/blobs/")]
+    assert blobs and all(r.headers["Authorization"].startswith("Basic ") for r in blobs)
