@@ -410,3 +410,51 @@ def test_redirect_to_another_host_never_carries_basic_credentials(tls_registry: 
     assert storage and all("Authorization" not in r.headers for r in storage)
     blobs = [r for r in scripted.requests if r.path.startswith("/v2/x/blobs/")]
     assert blobs and all(r.headers["Authorization"].startswith("Basic ") for r in blobs)
+
+
+def test_manifest_by_tag_is_checked_against_docker_content_digest(scripted: ScriptedServer) -> None:
+    body = b'{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{},"layers":[]}'
+    lie = str(dd.digest_bytes(b"something else"))
+    scripted.route("/v2/x/manifests/", lambda r: Reply(200, body, {"Content-Type": "application/vnd.oci.image.manifest.v1+json",
+                                                                   "Docker-Content-Digest": lie}))
+    scripted.route("/v2/", lambda r: Reply(200, {}))
+    repo = connect(_ref(scripted.host, "x"), APIEndpoint(url=scripted.url), auth_config=AuthConfig())
+    with pytest.raises(E.DigestMismatchError) as info:
+        repo.get_manifest("latest")
+    assert info.value.expected == lie and info.value.actual == str(dd.digest_bytes(body))
+    with pytest.raises(E.DigestMismatchError):
+        repo.get_manifest(lie)  # by digest: always verified
+
+
+def test_referrers_api_pages_are_merged(scripted: ScriptedServer) -> None:
+    subject = dd.digest_bytes(b"subject")
+    one = {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": str(dd.digest_bytes(b"1")), "size": 1,
+           "artifactType": "application/vnd.example.sbom"}
+    two = {**one, "digest": str(dd.digest_bytes(b"2"))}
+
+    def referrers(req: Request) -> Reply:
+        assert req.query.get("artifactType") == ["application/vnd.example.sbom"]
+        if "page" in req.query:
+            return Reply(200, {"schemaVersion": 2, "manifests": [two]})
+        return Reply(200, {"schemaVersion": 2, "manifests": [one]},
+                     {"Link": f'<{req.path}?artifactType=application/vnd.example.sbom&page=2>; rel="next"'})
+
+    scripted.route(f"/v2/x/referrers/{subject}", referrers)
+    scripted.route("/v2/", lambda r: Reply(200, {}))
+    repo = connect(_ref(scripted.host, "x"), APIEndpoint(url=scripted.url), auth_config=AuthConfig())
+    index = repo.referrers(subject, artifact_type="application/vnd.example.sbom")
+    assert index["mediaType"] == "application/vnd.oci.image.index.v1+json"
+    assert [m["digest"] for m in index["manifests"]] == [one["digest"], two["digest"]]
+
+
+def test_tags_cli(registry: Registry, repo_name: str, tmp_path: Path) -> None:
+    repo = connect(_ref(registry.host, repo_name), _plain(registry), auth_config=AuthConfig(), actions=("push", "pull"))
+    push_empty_image(repo, "1.0", "latest")
+    exe = str(Path(sys.executable).parent / "docker-distribution")
+    out = subprocess.run([exe, "tags", f"{registry.host}/{repo_name}"], capture_output=True, text=True,
+                         env={**os.environ, "DOCKER_CONFIG": str(tmp_path)})
+    assert out.returncode == 0, out.stderr
+    assert sorted(out.stdout.split()) == ["1.0", "latest"]
+    missing = subprocess.run([exe, "tags", f"{registry.host}/no/such"], capture_output=True, text=True,
+                             env={**os.environ, "DOCKER_CONFIG": str(tmp_path)})
+    assert missing.returncode == 1 and missing.stderr.startswith(f"Error: repository {registry.host}/no/such not found")

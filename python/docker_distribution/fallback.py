@@ -75,7 +75,7 @@ def pull_endpoints(ref: Reference, config: Config, attempt: Callable[[APIEndpoin
                 last_err = err.err
                 log.info("Attempting next endpoint for pull after error: %s", err)
                 continue
-            log.error("Not continuing with pull after error: %s", err)
+            log.debug("Not continuing with pull after error: %s", err)
             raise translate_pull_error(err, ref) from exc
     if last_err is None:
         raise NoEndpointsError(ref.familiar)
