@@ -4,6 +4,11 @@ from typing import final
 
 __all__ = [
     "Digester",
+    "LayerApplier",
+    "LayerProducer",
+    "TarReader",
+    "apply_layer_file",
+    "produce_layer_file",
     "__version__",
     "digest_bytes",
     "digest_file",
@@ -27,3 +32,67 @@ def parse_digest(value: str, /) -> tuple[str, str]: ...
 def digest_bytes(data: bytes, /, algorithm: str = "sha256") -> str: ...
 def digest_file(path: str, /, algorithm: str = "sha256") -> tuple[str, int]: ...
 def verify_file(path: str, digest: str, /, size: int | None = None) -> None: ...
+
+_Applied = tuple[str, str, int, int, int, str]
+_Produced = tuple[str, int, str, int]
+
+def apply_layer_file(
+    path: str,
+    target: str,
+    /,
+    *,
+    mode: str,
+    split: str | None = None,
+    digest: str | None = None,
+    size: int | None = None,
+    max_bytes: int | None = None,
+    max_entries: int | None = None,
+) -> _Applied: ...
+def produce_layer_file(
+    dest: str,
+    /,
+    *,
+    source_dir: str | None = None,
+    source_diff: tuple[str, str] | None = None,
+    compression: str = "gzip",
+    level: int | None = None,
+    threads: int | None = None,
+    mtime: int | None = None,
+) -> _Produced: ...
+@final
+class LayerApplier:
+    def __new__(
+        cls,
+        target: str,
+        /,
+        *,
+        mode: str,
+        split: str | None = None,
+        digest: str | None = None,
+        size: int | None = None,
+        max_bytes: int | None = None,
+        max_entries: int | None = None,
+    ) -> LayerApplier: ...
+    def feed(self, data: bytes, /) -> None: ...
+    def finish(self) -> _Applied: ...
+    def abort(self) -> None: ...
+
+@final
+class LayerProducer:
+    def __new__(
+        cls,
+        *,
+        source_dir: str | None = None,
+        source_diff: tuple[str, str] | None = None,
+        compression: str = "gzip",
+        level: int | None = None,
+        threads: int | None = None,
+        mtime: int | None = None,
+    ) -> LayerProducer: ...
+    def read_chunk(self) -> bytes | None: ...
+    def result(self) -> _Produced: ...
+
+@final
+class TarReader:
+    def __new__(cls, root: str, split: str, /) -> TarReader: ...
+    def read(self, size: int = -1, /) -> bytes: ...

@@ -40,6 +40,12 @@ Every error this package raises is a :class:`DistributionError`. The tree::
     ├── ReservedNameError, NoEndpointsError, ImageConfigPullError, NotFoundError
     ├── OperationCancelledError          the caller cancelled
     ├── TransportError                   no HTTP answer at all (retryable)
+    ├── LayerError                       a layer that cannot be applied
+    │   ├── UnsupportedCompressionError  bzip2, xz
+    │   ├── CorruptLayerError            truncated / corrupt stream, garbage after it, bad tar
+    │   ├── PathEscapeError              an entry that would land outside the target
+    │   ├── LayerLimitError              too many bytes or entries (a bomb)
+    │   └── NotPermittedError            a device node without root
     ├── FallbackError                    wraps an error after which the next endpoint is tried
     └── DoNotRetry                       wraps an error that another attempt will not fix
 
@@ -59,7 +65,13 @@ from typing import ClassVar
 
 __all__ = [
     "AIModelNotSupportedError",
+    "CorruptLayerError",
     "CredentialHelperError",
+    "LayerError",
+    "LayerLimitError",
+    "NotPermittedError",
+    "PathEscapeError",
+    "UnsupportedCompressionError",
     "DoNotRetry",
     "FallbackError",
     "ImageConfigPullError",
@@ -699,3 +711,50 @@ class TransportError(DistributionError):
         self.url = url
         self.reason = reason
         super().__init__(f'{method.capitalize()} "{url}": {reason}')
+
+
+# --- layers ---------------------------------------------------------------------------------
+
+
+class LayerError(DistributionError):
+    """A layer that cannot be applied. Nothing of it is left visible in a diff target."""
+
+
+class UnsupportedCompressionError(LayerError):
+    """bzip2 or xz (recognised by magic bytes, not decoded), or an unknown codec asked for."""
+
+    def __init__(self, compression: str) -> None:
+        self.compression = compression
+        super().__init__(f"unsupported compression: {compression}")
+
+
+class CorruptLayerError(LayerError):
+    """A truncated or corrupt compressed stream, trailing garbage, or an unusable tar."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+
+
+class PathEscapeError(LayerError):
+    """A layer entry (``..``, an absolute name, a link) that would land outside the target."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        super().__init__(f"layer entry {path!r} escapes the target directory")
+
+
+class LayerLimitError(LayerError):
+    """The configured limit on uncompressed bytes or entries was exceeded (a decompression bomb)."""
+
+    def __init__(self, what: str, limit: int) -> None:
+        self.what = what
+        self.limit = limit
+        super().__init__(f"layer exceeds the {what} limit of {limit}")
+
+
+class NotPermittedError(LayerError):
+    """Something only root may do, such as creating a device node."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        super().__init__(f"{what}: operation requires root")

@@ -2,10 +2,18 @@
 //!
 //! * [`digest`]: content digests (sha256/sha384/sha512), streaming digesters, file verification.
 //! * [`error`]: the one error enum every operation returns; the binding maps it onto the Python hierarchy.
+//! * [`compression`]: detection by magic bytes and streaming decoders.
+//! * [`verify`]: readers that check size and digest at EOF.
+//! * [`pipe`]: a bounded pipe so stages on different threads overlap.
+//! * [`layer`]: applying, rebuilding and producing layer tars.
 #![forbid(unsafe_code)]
 
+pub mod compression;
 pub mod digest;
 pub mod error;
+pub mod layer;
+pub mod pipe;
+pub mod verify;
 
 pub use digest::{Algorithm, Digest, Digester};
 pub use error::{Error, Result};

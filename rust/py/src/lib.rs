@@ -6,10 +6,12 @@ use pyo3::prelude::*;
 
 mod digest;
 mod errors;
+mod layer;
 
 #[pymodule(gil_used = false)]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     digest::register(m)?;
+    layer::register(m)?;
     Ok(())
 }

@@ -1,0 +1,214 @@
+"""Layers: apply a compressed tar to a directory in one verified pass, rebuild a diff's exact
+tar, and produce compressed layers for push. The bytes never pass through Python loops.
+
+Apply (:func:`apply_layer`, or :class:`LayerApplier` fed chunk by chunk from a download):
+verify the compressed size and digest, detect the compression by magic bytes (gzip, zstd,
+none; bzip2 and xz raise :class:`~docker_distribution.errors.UnsupportedCompressionError`),
+compute the diffID and write the files, on two native threads. Targets:
+
+* ``mode="diff"``: a fresh directory for this layer alone (whiteout files kept as files),
+  staged and renamed into place only after every byte verified, plus a tar-split record
+  from which :class:`TarReader` rebuilds the identical tar (same diffID) for push.
+* ``mode="rootfs"``: flattened onto an existing tree, honouring OCI whiteouts and opaque
+  directories. On error the target is left as it is: unpack into a fresh directory.
+
+Containment: ``..`` and absolute names are refused, symlinks are resolved strictly inside
+the target, and links that would leave it raise :class:`~docker_distribution.errors.PathEscapeError`.
+Ownership is applied only when running as root; device nodes need root; xattrs are set
+where the filesystem allows.
+
+Produce (:func:`produce_layer`, or :class:`LayerProducer` for streaming uploads): a directory
+as a deterministic tar (sorted, PAX for long names), or a diff's rebuilt tar, compressed with
+parallel gzip (libdeflate, 1 MiB members) or multithreaded zstd; digest, size and diffID in
+the same pass.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Literal
+
+from . import _native
+from .digest import Digest
+
+__all__ = [
+    "DEFAULT_GZIP_LEVEL",
+    "DEFAULT_ZSTD_LEVEL",
+    "AppliedLayer",
+    "LayerApplier",
+    "LayerProducer",
+    "Limits",
+    "ProducedLayer",
+    "TarReader",
+    "apply_layer",
+    "produce_layer",
+]
+
+StrPath = str | os.PathLike[str]
+Mode = Literal["diff", "rootfs"]
+Codec = Literal["gzip", "zstd", "none"]
+
+DEFAULT_GZIP_LEVEL = 6  # zlib's default, what moby (Go's compress/gzip) pushes
+DEFAULT_ZSTD_LEVEL = 3  # zstd's default: fast, and smaller than gzip -6
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Bounds a layer may not exceed; the defaults allow any real image and stop bombs."""
+
+    max_bytes: int = 256 << 30
+    max_entries: int = 10_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class AppliedLayer:
+    diff_id: Digest
+    digest: Digest
+    size: int
+    uncompressed_size: int
+    entries: int
+    compression: str
+
+    @classmethod
+    def _from(cls, t: tuple[str, str, int, int, int, str]) -> AppliedLayer:
+        return cls(Digest.parse(t[0]), Digest.parse(t[1]), t[2], t[3], t[4], t[5])
+
+
+@dataclass(frozen=True, slots=True)
+class ProducedLayer:
+    digest: Digest
+    size: int
+    diff_id: Digest
+    uncompressed_size: int
+
+    @classmethod
+    def _from(cls, t: tuple[str, int, str, int]) -> ProducedLayer:
+        return cls(Digest.parse(t[0]), t[1], Digest.parse(t[2]), t[3])
+
+
+def _split(mode: Mode, split: StrPath | None) -> str | None:
+    if mode == "diff" and split is None:
+        raise ValueError("mode='diff' needs a split path")
+    return os.fspath(split) if split is not None else None
+
+
+def apply_layer(
+    source: StrPath,
+    target: StrPath,
+    *,
+    mode: Mode = "rootfs",
+    split: StrPath | None = None,
+    digest: Digest | str | None = None,
+    size: int | None = None,
+    limits: Limits = Limits(),
+) -> AppliedLayer:
+    """Apply the (compressed) layer file ``source`` to ``target``; see the module docs."""
+    return AppliedLayer._from(_native.apply_layer_file(
+        os.fspath(source), os.fspath(target), mode=mode, split=_split(mode, split),
+        digest=str(digest) if digest is not None else None, size=size,
+        max_bytes=limits.max_bytes, max_entries=limits.max_entries,
+    ))
+
+
+class LayerApplier:
+    """Apply a layer from bytes handed over as they arrive (e.g. an HTTP body).
+
+    ``feed()`` large chunks, then ``finish()``; ``abort()`` on any error of your own, so the
+    staged diff is removed. Usable as a context manager (aborts unless finished).
+    """
+
+    def __init__(
+        self,
+        target: StrPath,
+        *,
+        mode: Mode = "rootfs",
+        split: StrPath | None = None,
+        digest: Digest | str | None = None,
+        size: int | None = None,
+        limits: Limits = Limits(),
+    ) -> None:
+        self._inner = _native.LayerApplier(
+            os.fspath(target), mode=mode, split=_split(mode, split),
+            digest=str(digest) if digest is not None else None, size=size,
+            max_bytes=limits.max_bytes, max_entries=limits.max_entries,
+        )
+        self._done = False
+
+    def feed(self, data: bytes) -> None:
+        self._inner.feed(data)
+
+    def finish(self) -> AppliedLayer:
+        self._done = True
+        return AppliedLayer._from(self._inner.finish())
+
+    def abort(self) -> None:
+        self._done = True
+        self._inner.abort()
+
+    def __enter__(self) -> LayerApplier:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if not self._done:
+            self.abort()
+
+
+def produce_layer(
+    dest: StrPath,
+    *,
+    source_dir: StrPath | None = None,
+    source_diff: tuple[StrPath, StrPath] | None = None,
+    compression: Codec = "gzip",
+    level: int | None = None,
+    threads: int | None = None,
+    mtime: int | None = None,
+) -> ProducedLayer:
+    """Write a compressed layer to ``dest`` from a directory or a diff ``(dir, split)``."""
+    return ProducedLayer._from(_native.produce_layer_file(
+        os.fspath(dest),
+        source_dir=os.fspath(source_dir) if source_dir is not None else None,
+        source_diff=(os.fspath(source_diff[0]), os.fspath(source_diff[1])) if source_diff is not None else None,
+        compression=compression, level=level, threads=threads, mtime=mtime,
+    ))
+
+
+class LayerProducer:
+    """A compressed layer produced on native threads, read chunk by chunk (for uploads).
+
+    Iterate it for the bytes; :meth:`result` then gives digest, size and diffID.
+    """
+
+    def __init__(
+        self,
+        *,
+        source_dir: StrPath | None = None,
+        source_diff: tuple[StrPath, StrPath] | None = None,
+        compression: Codec = "gzip",
+        level: int | None = None,
+        threads: int | None = None,
+        mtime: int | None = None,
+    ) -> None:
+        self._inner = _native.LayerProducer(
+            source_dir=os.fspath(source_dir) if source_dir is not None else None,
+            source_diff=(os.fspath(source_diff[0]), os.fspath(source_diff[1])) if source_diff is not None else None,
+            compression=compression, level=level, threads=threads, mtime=mtime,
+        )
+
+    def __iter__(self) -> Iterator[bytes]:
+        while (chunk := self._inner.read_chunk()) is not None:
+            yield chunk
+
+    def result(self) -> ProducedLayer:
+        return ProducedLayer._from(self._inner.result())
+
+
+class TarReader:
+    """The exact tar of a diff directory, rebuilt from its tar-split record (a readable file)."""
+
+    def __init__(self, root: StrPath, split: StrPath) -> None:
+        self._inner = _native.TarReader(os.fspath(root), os.fspath(split))
+
+    def read(self, size: int = -1) -> bytes:
+        return self._inner.read(size)

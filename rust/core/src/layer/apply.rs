@@ -1,0 +1,532 @@
+//! Applying a layer: one pass of verify (compressed digest and size), decompress, diffID, untar.
+//!
+//! Two threads overlap the work: one verifies and decompresses, the other hashes the tar (the
+//! diffID) and writes the files; a bounded pipe of 1 MiB chunks joins them, so memory stays
+//! small whatever the layer's size.
+//!
+//! Two targets:
+//! * [`Mode::Diff`]: a fresh directory holding exactly this layer (whiteout files are kept as
+//!   files), staged beside the target and renamed into place only once every byte verified,
+//!   with a tar-split record to rebuild the identical tar for push ([`super::split`]).
+//! * [`Mode::Rootfs`]: flattened onto an existing tree: OCI whiteouts remove lower content,
+//!   `.wh..wh..opq` empties a directory of what lower layers put there.
+//!
+//! Ownership is applied only when running as root (otherwise files belong to the caller);
+//! device nodes need root and are refused with [`Error::NotPermitted`] otherwise. xattrs are
+//! applied where the filesystem allows and skipped where it does not.
+use std::cell::RefCell;
+use std::collections::HashSet;
+use std::ffi::OsString;
+use std::fs::{self, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::thread;
+
+use filetime::FileTime;
+use tar::EntryType;
+
+use super::contain::{entry_components, link_components, Root};
+use super::split::SplitWriter;
+use crate::compression::{decompress, Compression};
+use crate::digest::{Algorithm, Digest, Digester};
+use crate::error::{Error, Result};
+use crate::pipe::{pipe, PipeReader, PipeWriter};
+use crate::verify::VerifyingReader;
+
+/// Size of the chunks handed from the decoder thread to the writer thread.
+const CHUNK: usize = 1 << 20;
+/// Chunks in flight between the two threads (bounds memory to about 8 MiB).
+const PIPE_DEPTH: usize = 8;
+/// Bytes after the tar end-of-archive marker that are kept (and hashed) before giving up.
+const MAX_TAIL: u64 = 1 << 20;
+const WHITEOUT_PREFIX: &[u8] = b".wh.";
+const OPAQUE: &[u8] = b".wh..wh..opq";
+
+#[derive(Clone, Debug)]
+pub enum Mode {
+    /// A fresh directory for this layer alone, plus its tar-split record at `split`.
+    Diff { split: PathBuf },
+    /// Flatten onto an existing root filesystem, honouring whiteouts.
+    Rootfs,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub max_bytes: u64,
+    pub max_entries: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        // generous for real images (the largest public layers are tens of GB), fatal for bombs
+        Limits { max_bytes: 256 << 30, max_entries: 10_000_000 }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct ApplyOptions {
+    pub mode: Mode,
+    pub expected_digest: Option<Digest>,
+    pub expected_size: Option<u64>,
+    pub limits: Limits,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Applied {
+    pub diff_id: Digest,
+    pub digest: Digest,
+    pub size: u64,
+    pub uncompressed_size: u64,
+    pub entries: u64,
+    pub compression: Compression,
+}
+
+/// Apply a (possibly compressed) layer read from `input` to `target`.
+pub fn apply_layer<R: Read + Send + 'static>(input: R, target: &Path, opts: &ApplyOptions) -> Result<Applied> {
+    match &opts.mode {
+        Mode::Rootfs => {
+            fs::create_dir_all(target)?;
+            run(input, target, opts, None)
+        }
+        Mode::Diff { split } => {
+            if target.exists() {
+                return Err(Error::Io(io::Error::new(io::ErrorKind::AlreadyExists, format!("{} exists", target.display()))));
+            }
+            let staging = sibling(target, ".partial");
+            let split_staging = sibling(split, ".partial");
+            let _ = fs::remove_dir_all(&staging);
+            fs::create_dir_all(&staging)?;
+            let result = SplitWriter::create(&split_staging).and_then(|w| run(input, &staging, opts, Some(w)));
+            match result {
+                Ok(applied) => {
+                    fs::rename(&split_staging, split)?;
+                    fs::rename(&staging, target)?;
+                    Ok(applied)
+                }
+                Err(e) => {
+                    let _ = fs::remove_dir_all(&staging);
+                    let _ = fs::remove_file(&split_staging);
+                    Err(e)
+                }
+            }
+        }
+    }
+}
+
+fn sibling(p: &Path, suffix: &str) -> PathBuf {
+    let mut name = p.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(suffix);
+    p.with_file_name(name)
+}
+
+fn run<R: Read + Send + 'static>(input: R, root: &Path, opts: &ApplyOptions, split: Option<SplitWriter>) -> Result<Applied> {
+    let (tx, rx) = pipe(PIPE_DEPTH);
+    let expected = opts.expected_digest.clone();
+    let size = opts.expected_size;
+    let decoder = thread::Builder::new()
+        .name("dd-layer-decode".into())
+        .spawn(move || decode_into(input, expected, size, tx))?;
+    let untarred = untar(rx, root, opts, split);
+    let decoded = decoder.join().map_err(|_| Error::InvalidLayer("decoder thread panicked".into()))?;
+    match (decoded, untarred) {
+        (Ok((compression, digest, size)), Ok((diff_id, uncompressed_size, entries))) => {
+            Ok(Applied { diff_id, digest, size, uncompressed_size, entries, compression })
+        }
+        // the decoder's error is the cause unless it only saw the writer side give up
+        (Err(Error::Cancelled), Err(e)) => Err(e),
+        (Err(e), _) => Err(e),
+        (Ok(_), Err(e)) => Err(e),
+    }
+}
+
+fn decode_into<R: Read + Send>(input: R, expected: Option<Digest>, size: Option<u64>, tx: PipeWriter) -> Result<(Compression, Digest, u64)> {
+    let mut verifier = VerifyingReader::new(input, expected, size);
+    let res = (|| -> Result<Compression> {
+        let (kind, mut dec) = decompress(&mut verifier)?;
+        loop {
+            let mut buf = vec![0u8; CHUNK];
+            let mut filled = 0;
+            while filled < CHUNK {
+                match dec.read(&mut buf[filled..]) {
+                    Ok(0) => break,
+                    Ok(n) => filled += n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(Error::from_io(e)),
+                }
+            }
+            if filled == 0 {
+                break;
+            }
+            buf.truncate(filled);
+            tx.send(buf)?;
+        }
+        drop(dec);
+        // whatever the decoder left unread still counts towards the digest and size
+        io::copy(&mut verifier, &mut io::sink()).map_err(Error::from_io)?;
+        Ok(kind)
+    })();
+    match res {
+        Ok(kind) => {
+            tx.close();
+            let (digest, n) = verifier.result().expect("verified at EOF");
+            Ok((kind, digest, n))
+        }
+        Err(e) => {
+            tx.fail(e.to_string());
+            Err(e)
+        }
+    }
+}
+
+/// State shared between the reader the tar parser pulls from and the apply loop.
+struct Track {
+    digester: Digester,
+    total: u64,
+    max_bytes: u64,
+    /// raw (non-content) bytes waiting to go into the split record
+    raw: Vec<u8>,
+    recording: bool,
+    in_content: bool,
+}
+
+struct TrackedReader {
+    inner: PipeReader,
+    track: Rc<RefCell<Track>>,
+}
+
+impl Read for TrackedReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let mut t = self.track.borrow_mut();
+        t.total += n as u64;
+        if t.total > t.max_bytes {
+            return Err(Error::LimitExceeded { what: "uncompressed size", limit: t.max_bytes }.into_io());
+        }
+        t.digester.update(&buf[..n]);
+        if t.recording && !t.in_content {
+            t.raw.extend_from_slice(&buf[..n]);
+        }
+        Ok(n)
+    }
+}
+
+struct Dir {
+    path: PathBuf,
+    mode: u32,
+    mtime: FileTime,
+}
+
+struct Applier {
+    root: Root,
+    rootfs: bool,
+    as_root: bool,
+    /// absolute paths this layer created (whiteouts only hide lower layers' content)
+    created: HashSet<PathBuf>,
+    dirs: Vec<Dir>,
+    split: Option<SplitWriter>,
+    track: Rc<RefCell<Track>>,
+    buf: Vec<u8>,
+}
+
+fn untar(rx: PipeReader, root: &Path, opts: &ApplyOptions, split: Option<SplitWriter>) -> Result<(Digest, u64, u64)> {
+    let track = Rc::new(RefCell::new(Track {
+        digester: Digester::new(Algorithm::Sha256),
+        total: 0,
+        max_bytes: opts.limits.max_bytes,
+        raw: Vec::new(),
+        recording: split.is_some(),
+        in_content: false,
+    }));
+    let reader = TrackedReader { inner: rx, track: track.clone() };
+    let mut archive = tar::Archive::new(reader);
+    let mut applier = Applier {
+        root: Root::new(root),
+        rootfs: matches!(opts.mode, Mode::Rootfs),
+        as_root: nix::unistd::geteuid().is_root(),
+        created: HashSet::new(),
+        dirs: Vec::new(),
+        split,
+        track: track.clone(),
+        buf: vec![0u8; CHUNK],
+    };
+    let mut entries = 0u64;
+    for entry in archive.entries().map_err(tar_error)? {
+        let mut entry = entry.map_err(tar_error)?;
+        entries += 1;
+        if entries > opts.limits.max_entries {
+            return Err(Error::LimitExceeded { what: "entry count", limit: opts.limits.max_entries });
+        }
+        applier.flush_raw()?;
+        applier.entry(&mut entry)?;
+    }
+    // the end-of-archive blocks and anything after them are part of the diffID
+    let mut rest = archive.into_inner();
+    let tail = io::copy(&mut (&mut rest).take(MAX_TAIL + 1), &mut io::sink()).map_err(Error::from_io)?;
+    if tail > MAX_TAIL {
+        return Err(Error::InvalidLayer("more than 1 MiB of data after the end of the tar archive".into()));
+    }
+    applier.flush_raw()?;
+    applier.finish_dirs()?;
+    if let Some(split) = applier.split.take() {
+        split.finish()?;
+    }
+    let mut t = track.borrow_mut();
+    let total = t.total;
+    Ok((t.digester.finalize(), total, entries))
+}
+
+fn tar_error(e: io::Error) -> Error {
+    let e = Error::from_io(e);
+    match e {
+        Error::Io(io) if io.kind() == io::ErrorKind::InvalidData || io.kind() == io::ErrorKind::Other => {
+            Error::InvalidLayer(io.to_string())
+        }
+        Error::Io(io) if io.kind() == io::ErrorKind::UnexpectedEof => Error::InvalidLayer("truncated tar archive".into()),
+        other => other,
+    }
+}
+
+impl Applier {
+    fn flush_raw(&mut self) -> Result<()> {
+        let raw = std::mem::take(&mut self.track.borrow_mut().raw);
+        if let Some(split) = &mut self.split {
+            split.raw(&raw)?;
+        }
+        Ok(())
+    }
+
+    fn entry<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> Result<()> {
+        let kind = entry.header().entry_type();
+        if matches!(kind, EntryType::XGlobalHeader) {
+            return Ok(());
+        }
+        let name = entry.path_bytes().into_owned();
+        let comps = entry_components(&name)?;
+        if comps.is_empty() {
+            return Ok(()); // the "./" entry: the root itself
+        }
+        let last = comps.last().expect("non-empty").as_bytes().to_vec();
+        if self.rootfs && last.starts_with(WHITEOUT_PREFIX) {
+            return self.whiteout(&comps, &last, &name);
+        }
+        let rel = self.root.resolve(&comps, &name)?;
+        let abs = self.root.path().join(&rel);
+        if let Some(parent) = rel.parent() {
+            self.ensure_dir(parent)?;
+        }
+        let header = entry.header();
+        // an empty numeric field reads as 0, as Go's archive/tar does
+        let mode = header.mode().unwrap_or(0o644) & 0o7777;
+        let mtime = FileTime::from_unix_time(header.mtime().unwrap_or(0) as i64, 0);
+        let uid = header.uid().unwrap_or(0) as u32;
+        let gid = header.gid().unwrap_or(0) as u32;
+        let is_dir = kind == EntryType::Directory;
+        self.clear(&abs, is_dir)?;
+        match kind {
+            EntryType::Directory => {
+                if fs::symlink_metadata(&abs).is_err() {
+                    fs::create_dir(&abs)?;
+                }
+                self.root.mark_dir(&rel);
+                self.chown(&abs, uid, gid)?;
+                self.dirs.push(Dir { path: abs.clone(), mode, mtime });
+            }
+            EntryType::Regular | EntryType::Continuous => {
+                let mut f = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&abs)?;
+                self.track.borrow_mut().in_content = true;
+                let copied = copy_content(entry, &mut f, &mut self.buf);
+                self.track.borrow_mut().in_content = false;
+                let n = copied?;
+                if let Some(split) = &mut self.split {
+                    split.file(rel.as_os_str().as_bytes(), n)?;
+                }
+                if self.as_root {
+                    std::os::unix::fs::fchown(&f, Some(uid), Some(gid))?;
+                }
+                f.set_permissions(fs::Permissions::from_mode(mode))?;
+                filetime::set_file_handle_times(&f, Some(mtime), Some(mtime))?;
+            }
+            EntryType::Symlink => {
+                let target = entry.link_name_bytes().ok_or_else(|| Error::InvalidLayer("symlink without target".into()))?;
+                std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(&target), &abs)?;
+                self.lchown(&abs, uid, gid)?;
+                filetime::set_symlink_file_times(&abs, mtime, mtime)?;
+            }
+            EntryType::Link => {
+                let target = entry.link_name_bytes().ok_or_else(|| Error::InvalidLayer("hardlink without target".into()))?;
+                let src_rel = self.root.resolve(&link_components(&target)?, &target)?;
+                let src = self.root.path().join(src_rel);
+                match fs::symlink_metadata(&src) {
+                    Ok(m) if !m.is_dir() => fs::hard_link(&src, &abs)?,
+                    _ => {
+                        return Err(Error::InvalidLayer(format!(
+                            "invalid hardlink {} -> {}",
+                            String::from_utf8_lossy(&name),
+                            String::from_utf8_lossy(&target)
+                        )))
+                    }
+                }
+            }
+            EntryType::Char | EntryType::Block => {
+                if !self.as_root {
+                    return Err(Error::NotPermitted(format!("device node {}", String::from_utf8_lossy(&name))));
+                }
+                let major = header.device_major().map_err(tar_error)?.unwrap_or(0) as u64;
+                let minor = header.device_minor().map_err(tar_error)?.unwrap_or(0) as u64;
+                let kind_flag = if kind == EntryType::Char { nix::sys::stat::SFlag::S_IFCHR } else { nix::sys::stat::SFlag::S_IFBLK };
+                nix::sys::stat::mknod(&abs, kind_flag, nix::sys::stat::Mode::from_bits_truncate(mode), nix::sys::stat::makedev(major, minor))
+                    .map_err(|e| Error::Io(io::Error::from(e)))?;
+                self.lchown(&abs, uid, gid)?;
+                filetime::set_symlink_file_times(&abs, mtime, mtime)?;
+            }
+            EntryType::Fifo => {
+                nix::unistd::mkfifo(&abs, nix::sys::stat::Mode::from_bits_truncate(mode)).map_err(|e| Error::Io(io::Error::from(e)))?;
+                self.lchown(&abs, uid, gid)?;
+                filetime::set_symlink_file_times(&abs, mtime, mtime)?;
+            }
+            other => {
+                return Err(Error::InvalidLayer(format!(
+                    "unhandled tar header type {:?} for {}",
+                    other,
+                    String::from_utf8_lossy(&name)
+                )))
+            }
+        }
+        self.xattrs(entry, &abs);
+        if self.rootfs {
+            self.created.insert(abs);
+        }
+        Ok(())
+    }
+
+    /// Make sure the (already resolved) relative directory exists.
+    fn ensure_dir(&mut self, rel: &Path) -> Result<()> {
+        if rel.as_os_str().is_empty() {
+            return Ok(());
+        }
+        let abs = self.root.path().join(rel);
+        match fs::symlink_metadata(&abs) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                return Err(Error::InvalidLayer(format!("{} is not a directory", rel.display())));
+            }
+            Err(_) => fs::create_dir_all(&abs)?,
+        }
+        let mut p = rel.to_path_buf();
+        loop {
+            self.root.mark_dir(&p);
+            if !p.pop() || p.as_os_str().is_empty() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Remove whatever stands where a new entry goes (a directory stays for a directory).
+    fn clear(&mut self, abs: &Path, keep_dir: bool) -> Result<()> {
+        match fs::symlink_metadata(abs) {
+            Err(_) => Ok(()),
+            Ok(m) if m.is_dir() && keep_dir => Ok(()),
+            Ok(m) if m.is_dir() => {
+                fs::remove_dir_all(abs)?;
+                self.root.invalidate();
+                Ok(())
+            }
+            Ok(m) => {
+                fs::remove_file(abs)?;
+                if m.file_type().is_symlink() {
+                    self.root.invalidate();
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn whiteout(&mut self, comps: &[OsString], last: &[u8], name: &[u8]) -> Result<()> {
+        if last == OPAQUE {
+            let marker = self.root.resolve(comps, name)?;
+            let dir_rel = marker.parent().map(Path::to_path_buf).unwrap_or_default();
+            self.ensure_dir(&dir_rel)?;
+            let dir = self.root.path().join(&dir_rel);
+            for child in fs::read_dir(&dir)? {
+                let child = child?.path();
+                if !self.created.contains(&child) {
+                    remove_any(&child)?;
+                }
+            }
+            self.root.invalidate();
+            return Ok(());
+        }
+        if last.starts_with(b".wh..wh.") {
+            return Ok(()); // aufs bookkeeping (.wh..wh.plnk and friends): nothing to do
+        }
+        let mut hidden = comps.to_vec();
+        *hidden.last_mut().expect("non-empty") = std::ffi::OsStr::from_bytes(&last[WHITEOUT_PREFIX.len()..]).to_os_string();
+        let rel = self.root.resolve(&hidden, name)?;
+        let abs = self.root.path().join(rel);
+        if !self.created.contains(&abs) {
+            remove_any(&abs)?;
+            self.root.invalidate();
+        }
+        Ok(())
+    }
+
+    fn chown(&self, abs: &Path, uid: u32, gid: u32) -> Result<()> {
+        if self.as_root {
+            std::os::unix::fs::chown(abs, Some(uid), Some(gid))?;
+        }
+        Ok(())
+    }
+
+    fn lchown(&self, abs: &Path, uid: u32, gid: u32) -> Result<()> {
+        if self.as_root {
+            std::os::unix::fs::lchown(abs, Some(uid), Some(gid))?;
+        }
+        Ok(())
+    }
+
+    fn xattrs<R: Read>(&self, entry: &mut tar::Entry<'_, R>, abs: &Path) {
+        let Ok(Some(exts)) = entry.pax_extensions() else { return };
+        for ext in exts.flatten() {
+            let key = ext.key_bytes();
+            if let Some(attr) = key.strip_prefix(b"SCHILY.xattr.") {
+                // the filesystem or our privileges may not allow it: skipping is the documented outcome
+                let _ = xattr::set(abs, std::ffi::OsStr::from_bytes(attr), ext.value_bytes());
+            }
+        }
+    }
+
+    /// Directory modes and times last, deepest first, so writing children did not disturb them.
+    fn finish_dirs(&mut self) -> Result<()> {
+        for d in self.dirs.drain(..).rev() {
+            fs::set_permissions(&d.path, fs::Permissions::from_mode(d.mode))?;
+            filetime::set_file_times(&d.path, d.mtime, d.mtime)?;
+        }
+        Ok(())
+    }
+}
+
+fn copy_content<R: Read>(entry: &mut R, out: &mut fs::File, buf: &mut [u8]) -> Result<u64> {
+    let mut n = 0u64;
+    loop {
+        let k = match entry.read(buf) {
+            Ok(0) => return Ok(n),
+            Ok(k) => k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(tar_error(e)),
+        };
+        out.write_all(&buf[..k])?;
+        n += k as u64;
+    }
+}
+
+fn remove_any(p: &Path) -> Result<()> {
+    match fs::symlink_metadata(p) {
+        Err(_) => Ok(()),
+        Ok(m) if m.is_dir() => Ok(fs::remove_dir_all(p)?),
+        Ok(_) => Ok(fs::remove_file(p)?),
+    }
+}

@@ -1,0 +1,321 @@
+//! Producing a layer for push: a tar (from a directory, deterministically, or an existing tar
+//! stream), compressed on the fly, with its digest, size and diffID computed in the same pass.
+//!
+//! gzip: the tar is cut into 1 MiB blocks compressed in parallel by libdeflate, each written
+//! as its own gzip member (a multi-member gzip file is plain gzip to every reader: Go's, zlib's,
+//! Python's). zstd: the reference library's multithreaded encoder. Output goes to any `Write`,
+//! e.g. a file or a pipe an uploader reads from; nothing is held whole in memory.
+use std::collections::{BTreeMap, HashMap};
+use std::fs;
+use std::io::{self, Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{channel, sync_channel, Receiver, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::thread;
+
+use crate::digest::{Algorithm, Digest, Digester};
+use crate::error::{Error, Result};
+
+/// Block size of the parallel gzip members.
+const GZIP_BLOCK: usize = 1 << 20;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Codec {
+    None,
+    Gzip { level: i32 },
+    Zstd { level: i32 },
+}
+
+pub enum Source {
+    /// A directory written as a deterministic tar; `mtime` overrides every entry's time.
+    Dir { path: PathBuf, mtime: Option<u64> },
+    /// An existing uncompressed tar stream (e.g. a diff rebuilt from its tar-split).
+    Tar(Box<dyn Read + Send>),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Produced {
+    pub digest: Digest,
+    pub size: u64,
+    pub diff_id: Digest,
+    pub uncompressed_size: u64,
+}
+
+/// Write `source` as a compressed layer into `out`.
+pub fn produce<W: Write>(source: Source, codec: Codec, threads: usize, out: W) -> Result<Produced> {
+    let mut out = HashingWriter::new(out);
+    let (diff_id, uncompressed_size) = match codec {
+        Codec::None => {
+            let mut tar = HashingWriter::new(&mut out);
+            write_tar(source, &mut tar)?;
+            tar.finish()
+        }
+        Codec::Zstd { level } => {
+            let mut enc = zstd::stream::write::Encoder::new(&mut out, level)?;
+            if threads > 1 {
+                enc.multithread(threads as u32)?;
+            }
+            let mut tar = HashingWriter::new(enc);
+            write_tar(source, &mut tar)?;
+            let (d, n, enc) = tar.finish_inner();
+            enc.finish()?;
+            (d, n)
+        }
+        Codec::Gzip { level } => parallel_gzip(source, level, threads.max(1), &mut out)?,
+    };
+    out.flush()?;
+    let (digest, size) = out.finish();
+    Ok(Produced { digest, size, diff_id, uncompressed_size })
+}
+
+fn write_tar<W: Write>(source: Source, out: &mut W) -> Result<()> {
+    match source {
+        Source::Tar(mut r) => {
+            let mut buf = vec![0u8; 1 << 20];
+            loop {
+                let n = match r.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(Error::from_io(e)),
+                };
+                out.write_all(&buf[..n])?;
+            }
+            Ok(())
+        }
+        Source::Dir { path, mtime } => {
+            let mut builder = tar::Builder::new(out);
+            let mut links: HashMap<(u64, u64), Vec<u8>> = HashMap::new();
+            walk(&path, &path, mtime, &mut builder, &mut links)?;
+            builder.finish()?;
+            Ok(())
+        }
+    }
+}
+
+fn walk<W: Write>(root: &Path, dir: &Path, mtime: Option<u64>, b: &mut tar::Builder<W>,
+                  links: &mut HashMap<(u64, u64), Vec<u8>>) -> Result<()> {
+    let mut names: Vec<_> = fs::read_dir(dir)?.map(|e| e.map(|e| e.file_name())).collect::<io::Result<_>>()?;
+    names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+    for name in names {
+        let path = dir.join(&name);
+        let meta = fs::symlink_metadata(&path)?;
+        let rel = path.strip_prefix(root).expect("under root").as_os_str().as_bytes().to_vec();
+        let ft = meta.file_type();
+        let mut header = tar::Header::new_ustar();
+        header.set_mode(meta.mode() & 0o7777);
+        header.set_uid(meta.uid() as u64);
+        header.set_gid(meta.gid() as u64);
+        header.set_mtime(mtime.unwrap_or(meta.mtime().max(0) as u64));
+        let mut name_bytes = rel.clone();
+        if ft.is_dir() {
+            name_bytes.push(b'/');
+            header.set_entry_type(tar::EntryType::Directory);
+            header.set_size(0);
+            append(b, &mut header, &name_bytes, None, io::empty())?;
+            walk(root, &path, mtime, b, links)?;
+        } else if ft.is_symlink() {
+            let target = fs::read_link(&path)?;
+            header.set_entry_type(tar::EntryType::Symlink);
+            header.set_size(0);
+            append(b, &mut header, &name_bytes, Some(target.as_os_str().as_bytes()), io::empty())?;
+        } else if ft.is_file() {
+            if meta.nlink() > 1 {
+                let key = (meta.dev(), meta.ino());
+                if let Some(first) = links.get(&key) {
+                    header.set_entry_type(tar::EntryType::Link);
+                    header.set_size(0);
+                    let first = first.clone();
+                    append(b, &mut header, &name_bytes, Some(&first), io::empty())?;
+                    continue;
+                }
+                links.insert(key, rel.clone());
+            }
+            header.set_entry_type(tar::EntryType::Regular);
+            header.set_size(meta.len());
+            append(b, &mut header, &name_bytes, None, fs::File::open(&path)?)?;
+        } else if ft.is_char_device() || ft.is_block_device() || ft.is_fifo() {
+            header.set_entry_type(if ft.is_char_device() {
+                tar::EntryType::Char
+            } else if ft.is_block_device() {
+                tar::EntryType::Block
+            } else {
+                tar::EntryType::Fifo
+            });
+            header.set_size(0);
+            let rdev = meta.rdev();
+            header.set_device_major(nix::sys::stat::major(rdev) as u32)?;
+            header.set_device_minor(nix::sys::stat::minor(rdev) as u32)?;
+            append(b, &mut header, &name_bytes, None, io::empty())?;
+        }
+        // sockets are not layer content
+    }
+    Ok(())
+}
+
+/// Append one entry; names or link targets too long for ustar go into a PAX header first.
+fn append<W: Write, R: Read>(b: &mut tar::Builder<W>, header: &mut tar::Header, name: &[u8], link: Option<&[u8]>, data: R) -> Result<()> {
+    let mut pax: Vec<(&str, &[u8])> = Vec::new();
+    if name.len() > 100 {
+        pax.push(("path", name));
+    }
+    if let Some(l) = link {
+        if l.len() > 100 {
+            pax.push(("linkpath", l));
+        }
+    }
+    if !pax.is_empty() {
+        b.append_pax_extensions(pax.iter().copied())?;
+    }
+    let short = |s: &[u8]| -> Vec<u8> { s[..s.len().min(100)].to_vec() };
+    {
+        let ustar = header.as_ustar_mut().expect("ustar header");
+        ustar.name = [0; 100];
+        let n = short(name);
+        ustar.name[..n.len()].copy_from_slice(&n);
+        if let Some(l) = link {
+            ustar.linkname = [0; 100];
+            let l = short(l);
+            ustar.linkname[..l.len()].copy_from_slice(&l);
+        }
+    }
+    header.set_cksum();
+    b.append(header, data)?;
+    Ok(())
+}
+
+/// Hashes and counts what is written through it.
+pub struct HashingWriter<W> {
+    inner: W,
+    digester: Digester,
+}
+
+impl<W: Write> HashingWriter<W> {
+    pub fn new(inner: W) -> Self {
+        HashingWriter { inner, digester: Digester::new(Algorithm::Sha256) }
+    }
+    fn finish(mut self) -> (Digest, u64) {
+        let n = self.digester.written();
+        (self.digester.finalize(), n)
+    }
+    fn finish_inner(mut self) -> (Digest, u64, W) {
+        let n = self.digester.written();
+        (self.digester.finalize(), n, self.inner)
+    }
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.digester.update(&buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Sends fixed-size blocks of the tar to the compression workers, hashing them for the diffID.
+struct BlockSink {
+    tx: SyncSender<(u64, Vec<u8>)>,
+    buf: Vec<u8>,
+    index: u64,
+    digester: Digester,
+}
+
+impl BlockSink {
+    fn flush_block(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let block = std::mem::replace(&mut self.buf, Vec::with_capacity(GZIP_BLOCK));
+        self.tx.send((self.index, block)).map_err(|_| Error::Cancelled.into_io())?;
+        self.index += 1;
+        Ok(())
+    }
+}
+
+impl Write for BlockSink {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.digester.update(data);
+        let mut rest = data;
+        while !rest.is_empty() {
+            let take = (GZIP_BLOCK - self.buf.len()).min(rest.len());
+            self.buf.extend_from_slice(&rest[..take]);
+            rest = &rest[take..];
+            if self.buf.len() == GZIP_BLOCK {
+                self.flush_block()?;
+            }
+        }
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+fn parallel_gzip<W: Write>(source: Source, level: i32, threads: usize, out: &mut W) -> Result<(Digest, u64)> {
+    let level = libdeflater::CompressionLvl::new(level).map_err(|_| Error::InvalidLayer(format!("invalid gzip level {level}")))?;
+    let (block_tx, block_rx) = sync_channel::<(u64, Vec<u8>)>(threads * 2);
+    let block_rx = Arc::new(Mutex::new(block_rx));
+    let (done_tx, done_rx) = channel::<Result<(u64, Vec<u8>)>>();
+    let mut workers = Vec::new();
+    for _ in 0..threads {
+        let rx = block_rx.clone();
+        let tx = done_tx.clone();
+        workers.push(thread::Builder::new().name("dd-gzip".into()).spawn(move || {
+            let mut comp = libdeflater::Compressor::new(level);
+            loop {
+                let next = rx.lock().expect("block queue").recv();
+                let Ok((i, block)) = next else { break };
+                let mut outbuf = vec![0u8; comp.gzip_compress_bound(block.len())];
+                let r = comp
+                    .gzip_compress(&block, &mut outbuf)
+                    .map(|n| {
+                        outbuf.truncate(n);
+                        (i, outbuf)
+                    })
+                    .map_err(|e| Error::InvalidLayer(format!("gzip: {e}")));
+                if tx.send(r).is_err() {
+                    break;
+                }
+            }
+        })?);
+    }
+    drop(done_tx);
+    let producer = thread::Builder::new().name("dd-tar".into()).spawn(move || -> Result<(Digest, u64)> {
+        let mut sink = BlockSink { tx: block_tx, buf: Vec::with_capacity(GZIP_BLOCK), index: 0, digester: Digester::new(Algorithm::Sha256) };
+        write_tar(source, &mut sink)?;
+        sink.flush_block()?;
+        let n = sink.digester.written();
+        Ok((sink.digester.finalize(), n))
+    })?;
+    let written = reorder(done_rx, out);
+    // an early write error drops the receiver; the producer then stops at its next send
+    let produced = producer.join().map_err(|_| Error::InvalidLayer("tar thread panicked".into()))?;
+    for w in workers {
+        let _ = w.join();
+    }
+    written?;
+    produced
+}
+
+/// Write compressed blocks in their original order as they arrive from the workers.
+fn reorder<W: Write>(rx: Receiver<Result<(u64, Vec<u8>)>>, out: &mut W) -> Result<()> {
+    let mut pending: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
+    let mut next = 0u64;
+    for r in rx {
+        let (i, data) = r?;
+        pending.insert(i, data);
+        while let Some(data) = pending.remove(&next) {
+            out.write_all(&data)?;
+            next += 1;
+        }
+    }
+    if !pending.is_empty() {
+        return Err(Error::InvalidLayer("gzip worker lost a block".into()));
+    }
+    Ok(())
+}

@@ -1,0 +1,241 @@
+//! Layer apply / rebuild / produce, end to end through the public core API.
+use std::fs;
+use std::io::{Read, Write};
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::path::Path;
+
+use dd_core::compression::Compression;
+use dd_core::digest::{Algorithm, Digest};
+use dd_core::error::Error;
+use dd_core::layer::apply::{apply_layer, Applied, ApplyOptions, Limits, Mode};
+use dd_core::layer::produce::{produce, Codec, Source};
+use dd_core::layer::split::TarStream;
+use proptest::prelude::*;
+
+fn tar_of(entries: &[(&str, tar::EntryType, &[u8], Option<&str>)]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, kind, data, link) in entries {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(*kind);
+        h.set_mode(if *kind == tar::EntryType::Directory { 0o755 } else { 0o644 });
+        h.set_size(data.len() as u64);
+        h.set_mtime(1_700_000_000);
+        if let Some(l) = link {
+            h.set_link_name(l).unwrap();
+        }
+        // set_path refuses "..": write the raw name the way a hostile tool would
+        let raw = name.as_bytes();
+        h.as_old_mut().name[..raw.len()].copy_from_slice(raw);
+        h.set_cksum();
+        b.append(&h, *data).unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+fn gz(data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+fn rootfs() -> ApplyOptions {
+    ApplyOptions { mode: Mode::Rootfs, expected_digest: None, expected_size: None, limits: Limits::default() }
+}
+
+fn apply_bytes(data: Vec<u8>, target: &Path, opts: &ApplyOptions) -> Result<Applied, Error> {
+    apply_layer(std::io::Cursor::new(data), target, opts)
+}
+
+#[test]
+fn gzip_layer_applies_and_reports_digests() {
+    let tar = tar_of(&[("etc/", tar::EntryType::Directory, b"", None), ("etc/hosts", tar::EntryType::Regular, b"127.0.0.1 x\n", None)]);
+    let compressed = gz(&tar);
+    let dir = tempfile::tempdir().unwrap();
+    let opts = ApplyOptions {
+        expected_digest: Some(Digest::of_bytes(Algorithm::Sha256, &compressed)),
+        expected_size: Some(compressed.len() as u64),
+        ..rootfs()
+    };
+    let a = apply_bytes(compressed.clone(), dir.path(), &opts).unwrap();
+    assert_eq!(a.compression, Compression::Gzip);
+    assert_eq!(a.diff_id, Digest::of_bytes(Algorithm::Sha256, &tar));
+    assert_eq!(a.uncompressed_size, tar.len() as u64);
+    assert_eq!(fs::read(dir.path().join("etc/hosts")).unwrap(), b"127.0.0.1 x\n");
+}
+
+#[test]
+fn diff_mode_stages_and_rebuilds_the_identical_tar() {
+    let tar = tar_of(&[
+        ("a/", tar::EntryType::Directory, b"", None),
+        ("a/file", tar::EntryType::Regular, &[7u8; 3000], None),
+        ("a/.wh.gone", tar::EntryType::Regular, b"", None),
+        ("a/link", tar::EntryType::Symlink, b"", Some("file")),
+        ("a/hard", tar::EntryType::Link, b"", Some("a/file")),
+    ]);
+    let tmp = tempfile::tempdir().unwrap();
+    let target = tmp.path().join("diff");
+    let split = tmp.path().join("tar-split.zst");
+    let opts = ApplyOptions { mode: Mode::Diff { split: split.clone() }, ..rootfs() };
+    let applied = apply_bytes(gz(&tar), &target, &opts).unwrap();
+    assert!(target.join("a/.wh.gone").exists(), "a diff keeps whiteout files");
+    let mut rebuilt = Vec::new();
+    TarStream::open(&target, &split).unwrap().read_to_end(&mut rebuilt).unwrap();
+    assert_eq!(rebuilt, tar);
+    assert_eq!(Digest::of_bytes(Algorithm::Sha256, &rebuilt), applied.diff_id);
+}
+
+#[test]
+fn a_digest_mismatch_leaves_nothing_behind() {
+    let tar = tar_of(&[("f", tar::EntryType::Regular, b"x", None)]);
+    let tmp = tempfile::tempdir().unwrap();
+    let target = tmp.path().join("diff");
+    let opts = ApplyOptions {
+        mode: Mode::Diff { split: tmp.path().join("split") },
+        expected_digest: Some(Digest::of_bytes(Algorithm::Sha256, b"other")),
+        ..rootfs()
+    };
+    assert!(matches!(apply_bytes(gz(&tar), &target, &opts), Err(Error::DigestMismatch { .. })));
+    assert_eq!(fs::read_dir(tmp.path()).unwrap().count(), 0, "no staging, no split, no target");
+}
+
+#[test]
+fn whiteouts_and_opaque_directories_apply_to_lower_layers_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let lower = tar_of(&[
+        ("d/", tar::EntryType::Directory, b"", None),
+        ("d/old", tar::EntryType::Regular, b"1", None),
+        ("keep", tar::EntryType::Regular, b"k", None),
+        ("gone", tar::EntryType::Regular, b"g", None),
+        ("gonedir/", tar::EntryType::Directory, b"", None),
+        ("gonedir/x", tar::EntryType::Regular, b"x", None),
+    ]);
+    apply_bytes(lower, dir.path(), &rootfs()).unwrap();
+    let upper = tar_of(&[
+        ("d/new", tar::EntryType::Regular, b"2", None),
+        ("d/.wh..wh..opq", tar::EntryType::Regular, b"", None),
+        (".wh.gone", tar::EntryType::Regular, b"", None),
+        (".wh.gonedir", tar::EntryType::Regular, b"", None),
+        ("gone2", tar::EntryType::Regular, b"n", None),
+        (".wh.gone2", tar::EntryType::Regular, b"", None),
+    ]);
+    apply_bytes(upper, dir.path(), &rootfs()).unwrap();
+    let mut names: Vec<_> = fs::read_dir(dir.path().join("d")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    names.sort();
+    assert_eq!(names, vec!["new"]);
+    assert!(!dir.path().join("gone").exists() && !dir.path().join("gonedir").exists());
+    assert!(dir.path().join("keep").exists());
+    assert!(dir.path().join("gone2").exists(), "a whiteout does not hide its own layer's file");
+    assert!(!dir.path().join(".wh.gone").exists());
+}
+
+#[test]
+fn hostile_entries_are_refused_and_write_nothing_outside() {
+    let outer = tempfile::tempdir().unwrap();
+    let root = outer.path().join("root");
+    fs::create_dir(&root).unwrap();
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("traversal", tar_of(&[("../escape", tar::EntryType::Regular, b"x", None)])),
+        ("absolute", tar_of(&[("/tmp/escape", tar::EntryType::Regular, b"x", None)])),
+        ("symlink escape", tar_of(&[
+            ("up", tar::EntryType::Symlink, b"", Some("../..")),
+            ("up/escape", tar::EntryType::Regular, b"x", None),
+        ])),
+        ("hardlink escape", tar_of(&[("h", tar::EntryType::Link, b"", Some("../../etc/passwd"))])),
+    ];
+    for (what, data) in cases {
+        let r = apply_bytes(data, &root, &rootfs());
+        assert!(matches!(r, Err(Error::PathEscape { .. })), "{what}: {r:?}");
+    }
+    let names: Vec<_> = fs::read_dir(outer.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(names, vec!["root"]);
+}
+
+#[test]
+fn limits_stop_a_bomb() {
+    let big = vec![0u8; 4 << 20];
+    let tar = tar_of(&[("zeros", tar::EntryType::Regular, &big, None)]);
+    let dir = tempfile::tempdir().unwrap();
+    let opts = ApplyOptions { limits: Limits { max_bytes: 1 << 20, max_entries: 10 }, ..rootfs() };
+    assert!(matches!(apply_bytes(gz(&tar), dir.path(), &opts), Err(Error::LimitExceeded { .. })));
+    let many: Vec<(String, tar::EntryType, &[u8], Option<&str>)> =
+        (0..20).map(|i| (format!("f{i}"), tar::EntryType::Regular, &b""[..], None)).collect();
+    let refs: Vec<_> = many.iter().map(|(n, k, d, l)| (n.as_str(), *k, *d, *l)).collect();
+    let opts = ApplyOptions { limits: Limits { max_bytes: 1 << 30, max_entries: 10 }, ..rootfs() };
+    assert!(matches!(apply_bytes(tar_of(&refs), dir.path(), &opts), Err(Error::LimitExceeded { .. })));
+}
+
+#[test]
+fn truncated_and_trailing_garbage_streams_are_errors() {
+    let tar = tar_of(&[("f", tar::EntryType::Regular, &[1u8; 100_000], None)]);
+    let full = gz(&tar);
+    let dir = tempfile::tempdir().unwrap();
+    let r = apply_bytes(full[..full.len() / 2].to_vec(), dir.path(), &rootfs());
+    assert!(matches!(r, Err(Error::Decompression { .. })), "{r:?}");
+    let mut garbage = full.clone();
+    garbage.extend_from_slice(b"this is not gzip");
+    let r = apply_bytes(garbage, dir.path(), &rootfs());
+    assert!(matches!(r, Err(Error::Decompression { .. })), "{r:?}");
+    let z = zstd::encode_all(&tar[..], 3).unwrap();
+    let r = apply_bytes(z[..z.len() - 10].to_vec(), dir.path(), &rootfs());
+    assert!(matches!(r, Err(Error::Decompression { .. })), "{r:?}");
+    assert!(matches!(apply_bytes(b"BZh91AY&SY".to_vec(), dir.path(), &rootfs()), Err(Error::UnsupportedCompression("bzip2"))));
+}
+
+#[test]
+fn zstd_skippable_frame_is_detected() {
+    let tar = tar_of(&[("f", tar::EntryType::Regular, b"zz", None)]);
+    let mut data = vec![0x50, 0x2A, 0x4D, 0x18, 4, 0, 0, 0, 1, 2, 3, 4];
+    data.extend(zstd::encode_all(&tar[..], 3).unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let a = apply_bytes(data, dir.path(), &rootfs()).unwrap();
+    assert_eq!(a.compression, Compression::Zstd);
+    assert_eq!(fs::read(dir.path().join("f")).unwrap(), b"zz");
+}
+
+fn tree_summary(root: &Path) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    fn rec(root: &Path, dir: &Path, out: &mut Vec<(String, String)>) {
+        let mut entries: Vec<_> = fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+        entries.sort();
+        for p in entries {
+            let rel = p.strip_prefix(root).unwrap().display().to_string();
+            let m = fs::symlink_metadata(&p).unwrap();
+            let desc = if m.file_type().is_symlink() {
+                format!("link:{}", fs::read_link(&p).unwrap().display())
+            } else if m.is_dir() {
+                rec(root, &p, out);
+                format!("dir:{:o}", m.permissions().mode() & 0o7777)
+            } else {
+                format!("file:{:o}:{}", m.permissions().mode() & 0o7777, Digest::of_bytes(Algorithm::Sha256, &fs::read(&p).unwrap()))
+            };
+            out.push((rel, desc));
+        }
+    }
+    rec(root, root, &mut out);
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+    #[test]
+    fn produce_then_apply_round_trips(files in proptest::collection::btree_map("[a-z]{1,8}(/[a-z]{1,8}){0,2}", (proptest::collection::vec(any::<u8>(), 0..5000), 0o400u32..0o777), 1..12),
+                                      codec in prop_oneof![Just(Codec::Gzip { level: 6 }), Just(Codec::Zstd { level: 3 }), Just(Codec::None)]) {
+        let src = tempfile::tempdir().unwrap();
+        for (name, (data, mode)) in &files {
+            let p = src.path().join(name);
+            if p.exists() { continue; }
+            if fs::create_dir_all(p.parent().unwrap()).is_err() { continue; }
+            if fs::write(&p, data).is_err() { continue; }
+            fs::set_permissions(&p, fs::Permissions::from_mode(*mode | 0o600)).unwrap();
+        }
+        symlink("some/target", src.path().join("zz-link")).unwrap();
+        let mut out = Vec::new();
+        let produced = produce(Source::Dir { path: src.path().to_path_buf(), mtime: Some(1) }, codec, 2, &mut out).unwrap();
+        prop_assert_eq!(produced.digest.clone(), Digest::of_bytes(Algorithm::Sha256, &out));
+        prop_assert_eq!(produced.size, out.len() as u64);
+        let dst = tempfile::tempdir().unwrap();
+        let applied = apply_bytes(out, dst.path(), &rootfs()).unwrap();
+        prop_assert_eq!(applied.diff_id, produced.diff_id);
+        prop_assert_eq!(tree_summary(src.path()), tree_summary(dst.path()));
+    }
+}

@@ -1,0 +1,271 @@
+//! Layer apply / produce / rebuild: functions over paths, and streaming classes fed or drained
+//! by Python in large chunks. All waiting and work happens with the GIL released.
+use std::fs::File;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::thread::JoinHandle;
+
+use dd_core::digest::Digest;
+use dd_core::error::Error;
+use dd_core::layer::apply::{apply_layer, Applied, ApplyOptions, Limits, Mode};
+use dd_core::layer::produce::{produce, Codec, Produced, Source};
+use dd_core::layer::split::TarStream;
+use dd_core::pipe::{pipe, ChunkWriter, PipeReader, PipeWriter};
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+
+use crate::errors::{NativeError, NativeResult};
+
+/// Chunks in flight between Python and the native threads.
+const DEPTH: usize = 8;
+const CHUNK: usize = 1 << 20;
+
+type AppliedTuple = (String, String, u64, u64, u64, &'static str);
+type ProducedTuple = (String, u64, String, u64);
+
+fn applied(a: Applied) -> AppliedTuple {
+    (a.diff_id.to_string(), a.digest.to_string(), a.size, a.uncompressed_size, a.entries, a.compression.name())
+}
+
+fn produced(p: Produced) -> ProducedTuple {
+    (p.digest.to_string(), p.size, p.diff_id.to_string(), p.uncompressed_size)
+}
+
+fn options(mode: &str, split: Option<PathBuf>, digest: Option<&str>, size: Option<u64>, max_bytes: Option<u64>,
+           max_entries: Option<u64>) -> NativeResult<ApplyOptions> {
+    let mode = match (mode, split) {
+        ("diff", Some(split)) => Mode::Diff { split },
+        ("rootfs", None) => Mode::Rootfs,
+        _ => return Err(NativeError(Error::InvalidLayer("mode must be 'diff' (with split) or 'rootfs'".into()))),
+    };
+    let mut limits = Limits::default();
+    if let Some(b) = max_bytes {
+        limits.max_bytes = b;
+    }
+    if let Some(e) = max_entries {
+        limits.max_entries = e;
+    }
+    Ok(ApplyOptions { mode, expected_digest: digest.map(Digest::parse).transpose()?, expected_size: size, limits })
+}
+
+fn codec(name: &str, level: Option<i32>) -> NativeResult<Codec> {
+    Ok(match name {
+        "gzip" => Codec::Gzip { level: level.unwrap_or(6) },
+        "zstd" => Codec::Zstd { level: level.unwrap_or(3) },
+        "none" => Codec::None,
+        other => return Err(NativeError(Error::UnsupportedCompression(if other == "xz" { "xz" } else { "unknown" }))),
+    })
+}
+
+fn source(dir: Option<PathBuf>, diff: Option<(PathBuf, PathBuf)>, mtime: Option<u64>) -> NativeResult<Source> {
+    match (dir, diff) {
+        (Some(path), None) => Ok(Source::Dir { path, mtime }),
+        (None, Some((root, split))) => Ok(Source::Tar(Box::new(TarStream::open(&root, &split)?))),
+        _ => Err(NativeError(Error::InvalidLayer("give exactly one of source_dir or source_diff".into()))),
+    }
+}
+
+fn threads(t: Option<usize>) -> usize {
+    t.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
+}
+
+#[pyfunction]
+#[pyo3(signature = (path, target, /, *, mode, split = None, digest = None, size = None, max_bytes = None, max_entries = None))]
+#[allow(clippy::too_many_arguments)]
+fn apply_layer_file(py: Python<'_>, path: PathBuf, target: PathBuf, mode: &str, split: Option<PathBuf>, digest: Option<&str>,
+                    size: Option<u64>, max_bytes: Option<u64>, max_entries: Option<u64>) -> NativeResult<AppliedTuple> {
+    let opts = options(mode, split, digest, size, max_bytes, max_entries)?;
+    py.detach(|| {
+        let f = File::open(&path)?;
+        Ok(applied(apply_layer(f, &target, &opts)?))
+    })
+}
+
+/// A layer applied from bytes Python feeds in (an HTTP body, chunk by chunk).
+#[pyclass(module = "docker_distribution._native")]
+struct LayerApplier {
+    tx: Mutex<Option<PipeWriter>>,
+    worker: Mutex<Option<JoinHandle<dd_core::error::Result<Applied>>>>,
+}
+
+#[pymethods]
+impl LayerApplier {
+    #[new]
+    #[pyo3(signature = (target, /, *, mode, split = None, digest = None, size = None, max_bytes = None, max_entries = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(target: PathBuf, mode: &str, split: Option<PathBuf>, digest: Option<&str>, size: Option<u64>,
+           max_bytes: Option<u64>, max_entries: Option<u64>) -> NativeResult<Self> {
+        let opts = options(mode, split, digest, size, max_bytes, max_entries)?;
+        let (tx, rx) = pipe(DEPTH);
+        let worker = std::thread::Builder::new()
+            .name("dd-layer-apply".into())
+            .spawn(move || apply_layer(rx, &target, &opts))
+            .map_err(|e| NativeError(Error::Io(e)))?;
+        Ok(LayerApplier { tx: Mutex::new(Some(tx)), worker: Mutex::new(Some(worker)) })
+    }
+
+    /// Hand over the next bytes of the (compressed) layer. Raises once the applier has failed.
+    #[pyo3(signature = (data, /))]
+    fn feed(&self, py: Python<'_>, data: &[u8]) -> NativeResult<()> {
+        let chunk = data.to_vec();
+        let guard = self.tx.lock().expect("applier lock");
+        let Some(tx) = guard.as_ref() else { return Err(NativeError(Error::Cancelled)) };
+        match py.detach(|| tx.send(chunk)) {
+            Ok(()) => Ok(()),
+            Err(_) => {
+                drop(guard);
+                // the worker stopped: surface its error
+                Err(self.join(py).err().unwrap_or(NativeError(Error::Cancelled)))
+            }
+        }
+    }
+
+    /// End of input: wait for the layer to be verified and written; returns its digests.
+    fn finish(&self, py: Python<'_>) -> NativeResult<AppliedTuple> {
+        if let Some(tx) = self.tx.lock().expect("applier lock").take() {
+            tx.close();
+        }
+        self.join(py).map(applied)
+    }
+
+    /// Give up: the worker stops and removes what it staged.
+    fn abort(&self, py: Python<'_>) {
+        if let Some(tx) = self.tx.lock().expect("applier lock").take() {
+            tx.fail("aborted".into());
+        }
+        let _ = self.join(py);
+    }
+}
+
+impl LayerApplier {
+    fn join(&self, py: Python<'_>) -> NativeResult<Applied> {
+        let handle = self.worker.lock().expect("applier lock").take();
+        let Some(handle) = handle else { return Err(NativeError(Error::Cancelled)) };
+        py.detach(|| handle.join())
+            .map_err(|_| NativeError(Error::InvalidLayer("layer worker panicked".into())))?
+            .map_err(NativeError)
+    }
+}
+
+#[pyfunction]
+#[pyo3(signature = (dest, /, *, source_dir = None, source_diff = None, compression = "gzip", level = None, threads = None, mtime = None))]
+#[allow(clippy::too_many_arguments)]
+fn produce_layer_file(py: Python<'_>, dest: PathBuf, source_dir: Option<PathBuf>, source_diff: Option<(PathBuf, PathBuf)>,
+                      compression: &str, level: Option<i32>, threads: Option<usize>, mtime: Option<u64>) -> NativeResult<ProducedTuple> {
+    let codec = codec(compression, level)?;
+    let src = source(source_dir, source_diff, mtime)?;
+    let n = self::threads(threads);
+    py.detach(|| {
+        let mut out = std::io::BufWriter::with_capacity(CHUNK, File::create(&dest)?);
+        let p = produce(src, codec, n, &mut out)?;
+        std::io::Write::flush(&mut out)?;
+        Ok(produced(p))
+    })
+}
+
+/// A layer produced on native threads and drained by Python chunk by chunk (for uploads).
+#[pyclass(module = "docker_distribution._native")]
+struct LayerProducer {
+    rx: Mutex<PipeReader>,
+    worker: Mutex<Option<JoinHandle<dd_core::error::Result<Produced>>>>,
+}
+
+#[pymethods]
+impl LayerProducer {
+    #[new]
+    #[pyo3(signature = (*, source_dir = None, source_diff = None, compression = "gzip", level = None, threads = None, mtime = None))]
+    fn new(source_dir: Option<PathBuf>, source_diff: Option<(PathBuf, PathBuf)>, compression: &str, level: Option<i32>,
+           threads: Option<usize>, mtime: Option<u64>) -> NativeResult<Self> {
+        let codec = codec(compression, level)?;
+        let src = source(source_dir, source_diff, mtime)?;
+        let n = self::threads(threads);
+        let (tx, rx) = pipe(DEPTH);
+        let worker = std::thread::Builder::new()
+            .name("dd-layer-produce".into())
+            .spawn(move || {
+                let mut w = ChunkWriter::new(tx, CHUNK);
+                match produce(src, codec, n, &mut w) {
+                    Ok(p) => {
+                        w.close()?;
+                        Ok(p)
+                    }
+                    Err(e) => {
+                        w.fail(e.to_string());
+                        Err(e)
+                    }
+                }
+            })
+            .map_err(|e| NativeError(Error::Io(e)))?;
+        Ok(LayerProducer { rx: Mutex::new(rx), worker: Mutex::new(Some(worker)) })
+    }
+
+    /// The next compressed chunk, or None at the end.
+    fn read_chunk<'py>(&self, py: Python<'py>) -> NativeResult<Option<Bound<'py, PyBytes>>> {
+        let mut guard = self.rx.lock().expect("producer lock");
+        let rx: &mut PipeReader = &mut guard;
+        match py.detach(|| rx.next_chunk()) {
+            Ok(Some(chunk)) => Ok(Some(PyBytes::new(py, &chunk))),
+            Ok(None) => Ok(None),
+            Err(_) => {
+                drop(guard);
+                Err(self.join(py).err().unwrap_or(NativeError(Error::Cancelled)))
+            }
+        }
+    }
+
+    /// Digest, size and diffID once every chunk was read.
+    fn result(&self, py: Python<'_>) -> NativeResult<ProducedTuple> {
+        self.join(py).map(produced)
+    }
+}
+
+impl LayerProducer {
+    fn join(&self, py: Python<'_>) -> NativeResult<Produced> {
+        let handle = self.worker.lock().expect("producer lock").take();
+        let Some(handle) = handle else { return Err(NativeError(Error::Cancelled)) };
+        py.detach(|| handle.join())
+            .map_err(|_| NativeError(Error::InvalidLayer("layer worker panicked".into())))?
+            .map_err(NativeError)
+    }
+}
+
+/// The exact tar of a diff directory, rebuilt from its tar-split record; a readable file object.
+#[pyclass(module = "docker_distribution._native")]
+struct TarReader {
+    inner: Mutex<TarStream>,
+}
+
+#[pymethods]
+impl TarReader {
+    #[new]
+    #[pyo3(signature = (root, split, /))]
+    fn new(root: PathBuf, split: PathBuf) -> NativeResult<Self> {
+        Ok(TarReader { inner: Mutex::new(TarStream::open(&root, &split)?) })
+    }
+
+    #[pyo3(signature = (size = -1, /))]
+    fn read<'py>(&self, py: Python<'py>, size: i64) -> NativeResult<Bound<'py, PyBytes>> {
+        let mut guard = self.inner.lock().expect("tar reader lock");
+        let inner: &mut TarStream = &mut guard;
+        let data = py.detach(|| -> std::io::Result<Vec<u8>> {
+            use std::io::Read;
+            let mut out = Vec::new();
+            if size < 0 {
+                inner.read_to_end(&mut out)?;
+            } else {
+                inner.take(size as u64).read_to_end(&mut out)?;
+            }
+            Ok(out)
+        })?;
+        Ok(PyBytes::new(py, &data))
+    }
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(apply_layer_file, m)?)?;
+    m.add_function(wrap_pyfunction!(produce_layer_file, m)?)?;
+    m.add_class::<LayerApplier>()?;
+    m.add_class::<LayerProducer>()?;
+    m.add_class::<TarReader>()?;
+    Ok(())
+}
