@@ -28,7 +28,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from . import _native
 from .digest import Digest
@@ -88,10 +88,20 @@ class ProducedLayer:
         return cls(Digest.parse(t[0]), t[1], Digest.parse(t[2]), t[3])
 
 
-def _split(mode: Mode, split: StrPath | None) -> str | None:
+def _apply_options(mode: Mode, split: StrPath | None, digest: Digest | str | None, size: int | None,
+                   limits: Limits) -> dict[str, Any]:
     if mode == "diff" and split is None:
         raise ValueError("mode='diff' needs a split path")
-    return os.fspath(split) if split is not None else None
+    return {"mode": mode, "split": os.fspath(split) if split is not None else None,
+            "digest": str(digest) if digest is not None else None, "size": size,
+            "max_bytes": limits.max_bytes, "max_entries": limits.max_entries}
+
+
+def _produce_options(source_dir: StrPath | None, source_diff: tuple[StrPath, StrPath] | None, compression: Codec,
+                     level: int | None, threads: int | None, mtime: int | None) -> dict[str, Any]:
+    return {"source_dir": os.fspath(source_dir) if source_dir is not None else None,
+            "source_diff": (os.fspath(source_diff[0]), os.fspath(source_diff[1])) if source_diff is not None else None,
+            "compression": compression, "level": level, "threads": threads, "mtime": mtime}
 
 
 def apply_layer(
@@ -105,11 +115,8 @@ def apply_layer(
     limits: Limits = Limits(),
 ) -> AppliedLayer:
     """Apply the (compressed) layer file ``source`` to ``target``; see the module docs."""
-    return AppliedLayer._from(_native.apply_layer_file(
-        os.fspath(source), os.fspath(target), mode=mode, split=_split(mode, split),
-        digest=str(digest) if digest is not None else None, size=size,
-        max_bytes=limits.max_bytes, max_entries=limits.max_entries,
-    ))
+    return AppliedLayer._from(_native.apply_layer_file(os.fspath(source), os.fspath(target),
+                                                       **_apply_options(mode, split, digest, size, limits)))
 
 
 class LayerApplier:
@@ -129,11 +136,7 @@ class LayerApplier:
         size: int | None = None,
         limits: Limits = Limits(),
     ) -> None:
-        self._inner = _native.LayerApplier(
-            os.fspath(target), mode=mode, split=_split(mode, split),
-            digest=str(digest) if digest is not None else None, size=size,
-            max_bytes=limits.max_bytes, max_entries=limits.max_entries,
-        )
+        self._inner = _native.LayerApplier(os.fspath(target), **_apply_options(mode, split, digest, size, limits))
         self._done = False
 
     def feed(self, data: bytes) -> None:
@@ -167,11 +170,7 @@ def produce_layer(
 ) -> ProducedLayer:
     """Write a compressed layer to ``dest`` from a directory or a diff ``(dir, split)``."""
     return ProducedLayer._from(_native.produce_layer_file(
-        os.fspath(dest),
-        source_dir=os.fspath(source_dir) if source_dir is not None else None,
-        source_diff=(os.fspath(source_diff[0]), os.fspath(source_diff[1])) if source_diff is not None else None,
-        compression=compression, level=level, threads=threads, mtime=mtime,
-    ))
+        os.fspath(dest), **_produce_options(source_dir, source_diff, compression, level, threads, mtime)))
 
 
 class LayerProducer:
@@ -190,11 +189,7 @@ class LayerProducer:
         threads: int | None = None,
         mtime: int | None = None,
     ) -> None:
-        self._inner = _native.LayerProducer(
-            source_dir=os.fspath(source_dir) if source_dir is not None else None,
-            source_diff=(os.fspath(source_diff[0]), os.fspath(source_diff[1])) if source_diff is not None else None,
-            compression=compression, level=level, threads=threads, mtime=mtime,
-        )
+        self._inner = _native.LayerProducer(**_produce_options(source_dir, source_diff, compression, level, threads, mtime))
 
     def __iter__(self) -> Iterator[bytes]:
         while (chunk := self._inner.read_chunk()) is not None:

@@ -85,7 +85,7 @@ fn apply_layer_file(py: Python<'_>, path: PathBuf, target: PathBuf, mode: &str, 
 #[pyclass(module = "docker_distribution._native")]
 struct LayerApplier {
     tx: Mutex<Option<PipeWriter>>,
-    worker: Mutex<Option<JoinHandle<dd_core::error::Result<Applied>>>>,
+    worker: Worker<Applied>,
 }
 
 #[pymethods]
@@ -137,13 +137,20 @@ impl LayerApplier {
     }
 }
 
+type Worker<T> = Mutex<Option<JoinHandle<dd_core::error::Result<T>>>>;
+
+/// Wait (without the GIL) for a worker thread's result; a second call reports `Cancelled`.
+fn join_worker<T: Send>(worker: &Worker<T>, py: Python<'_>) -> NativeResult<T> {
+    let handle = worker.lock().expect("worker lock").take();
+    let Some(handle) = handle else { return Err(NativeError(Error::Cancelled)) };
+    py.detach(|| handle.join())
+        .map_err(|_| NativeError(Error::InvalidLayer("layer worker panicked".into())))?
+        .map_err(NativeError)
+}
+
 impl LayerApplier {
     fn join(&self, py: Python<'_>) -> NativeResult<Applied> {
-        let handle = self.worker.lock().expect("applier lock").take();
-        let Some(handle) = handle else { return Err(NativeError(Error::Cancelled)) };
-        py.detach(|| handle.join())
-            .map_err(|_| NativeError(Error::InvalidLayer("layer worker panicked".into())))?
-            .map_err(NativeError)
+        join_worker(&self.worker, py)
     }
 }
 
@@ -167,7 +174,7 @@ fn produce_layer_file(py: Python<'_>, dest: PathBuf, source_dir: Option<PathBuf>
 #[pyclass(module = "docker_distribution._native")]
 struct LayerProducer {
     rx: Mutex<PipeReader>,
-    worker: Mutex<Option<JoinHandle<dd_core::error::Result<Produced>>>>,
+    worker: Worker<Produced>,
 }
 
 #[pymethods]
@@ -221,11 +228,7 @@ impl LayerProducer {
 
 impl LayerProducer {
     fn join(&self, py: Python<'_>) -> NativeResult<Produced> {
-        let handle = self.worker.lock().expect("producer lock").take();
-        let Some(handle) = handle else { return Err(NativeError(Error::Cancelled)) };
-        py.detach(|| handle.join())
-            .map_err(|_| NativeError(Error::InvalidLayer("layer worker panicked".into())))?
-            .map_err(NativeError)
+        join_worker(&self.worker, py)
     }
 }
 
