@@ -10,18 +10,15 @@ import os
 import shutil
 import stat
 import subprocess
+import sys
 import tarfile
 import tempfile
-import sys
 import threading
 from pathlib import Path
 
+import docker_distribution as dd
 import pytest
 import zstandard
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
-import docker_distribution as dd
 from docker_distribution import errors as E
 from docker_distribution.layer import (
     LayerApplier,
@@ -31,6 +28,8 @@ from docker_distribution.layer import (
     apply_layer,
     produce_layer,
 )
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 
 def tree(root: Path) -> dict[str, tuple[str, ...]]:

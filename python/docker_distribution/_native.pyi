@@ -7,6 +7,7 @@ __all__ = [
     "LayerApplier",
     "LayerProducer",
     "TarReader",
+    "apply_diff",
     "apply_layer_file",
     "produce_layer_file",
     "__version__",
@@ -23,6 +24,7 @@ class Digester:
     def __new__(cls, algorithm: str = "sha256") -> Digester: ...
     def update(self, data: bytes, /) -> None: ...
     def finalize(self) -> str: ...
+    def peek(self) -> str: ...
     @property
     def algorithm(self) -> str: ...
     @property
@@ -36,6 +38,7 @@ def verify_file(path: str, digest: str, /, size: int | None = None) -> None: ...
 _Applied = tuple[str, str, int, int, int, str]
 _Produced = tuple[str, int, str, int]
 
+def apply_diff(diff: str, split: str, target: str, /) -> int: ...
 def apply_layer_file(
     path: str,
     target: str,

@@ -84,6 +84,10 @@ class Digester:
         """The digest of everything written so far; the digester starts afresh afterwards."""
         return Digest.parse(self._inner.finalize())
 
+    def peek(self) -> Digest:
+        """The digest so far, leaving the digester as it is."""
+        return Digest.parse(self._inner.peek())
+
 
 def digest_bytes(data: bytes, algorithm: str = SHA256) -> Digest:
     """The digest of a buffer (the GIL is released for large ones)."""

@@ -46,6 +46,11 @@ Every error this package raises is a :class:`DistributionError`. The tree::
     │   ├── PathEscapeError              an entry that would land outside the target
     │   ├── LayerLimitError              too many bytes or entries (a bomb)
     │   └── NotPermittedError            a device node without root
+    ├── StoreError                       the local store
+    │   ├── ObjectNotFoundError (KeyError)
+    │   │   └── ReferenceNotFoundError   ``reference does not exist``
+    │   ├── AlreadyExistsError, LockedError (retryable), FailedPreconditionError
+    │   └── ReferenceConflictError       a tag set elsewhere without force; a digest ref changed
     ├── FallbackError                    wraps an error after which the next endpoint is tried
     └── DoNotRetry                       wraps an error that another attempt will not fix
 
@@ -65,7 +70,14 @@ from typing import ClassVar
 
 __all__ = [
     "AIModelNotSupportedError",
+    "AlreadyExistsError",
     "CorruptLayerError",
+    "FailedPreconditionError",
+    "LockedError",
+    "ObjectNotFoundError",
+    "ReferenceConflictError",
+    "ReferenceNotFoundError",
+    "StoreError",
     "CredentialHelperError",
     "LayerError",
     "LayerLimitError",
@@ -758,3 +770,42 @@ class NotPermittedError(LayerError):
     def __init__(self, what: str) -> None:
         self.what = what
         super().__init__(f"{what}: operation requires root")
+
+
+# --- the local store ------------------------------------------------------------------------
+
+
+class StoreError(DistributionError):
+    """A problem with the local store (content, images, layers, references, metadata)."""
+
+
+class ObjectNotFoundError(StoreError, KeyError):
+    """No such blob, image, layer, ingest or metadata key in the store."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class ReferenceNotFoundError(ObjectNotFoundError):
+    """moby's ``ErrDoesNotExist``: ``reference does not exist``."""
+
+    def __init__(self) -> None:
+        super().__init__("reference does not exist")
+
+
+class AlreadyExistsError(StoreError):
+    """The content is already in the store (containerd's ``ErrAlreadyExists``)."""
+
+
+class LockedError(StoreError):
+    """Another writer holds this ingest ref (containerd's ``ErrUnavailable``); retry later."""
+
+    retryable = True
+
+
+class ReferenceConflictError(StoreError):
+    """A tag already points elsewhere (without force), or a digest reference would change."""
+
+
+class FailedPreconditionError(StoreError):
+    """A commit whose size does not match what was written, and similar misuse."""

@@ -10,7 +10,6 @@ use std::io::Read;
 use std::path::Path;
 use std::str::FromStr;
 
-use sha2::digest::DynDigest;
 use sha2::{Digest as _, Sha256, Sha384, Sha512};
 
 use crate::error::{Error, Result};
@@ -115,19 +114,27 @@ impl FromStr for Digest {
     }
 }
 
+#[derive(Clone)]
+enum State {
+    Sha256(Sha256),
+    Sha384(Sha384),
+    Sha512(Sha512),
+}
+
 /// Incremental hasher that also counts the bytes it has seen.
+#[derive(Clone)]
 pub struct Digester {
     algorithm: Algorithm,
-    state: Box<dyn DynDigest + Send + Sync>,
+    state: State,
     written: u64,
 }
 
 impl Digester {
     pub fn new(algorithm: Algorithm) -> Self {
-        let state: Box<dyn DynDigest + Send + Sync> = match algorithm {
-            Algorithm::Sha256 => Box::new(Sha256::new()),
-            Algorithm::Sha384 => Box::new(Sha384::new()),
-            Algorithm::Sha512 => Box::new(Sha512::new()),
+        let state = match algorithm {
+            Algorithm::Sha256 => State::Sha256(Sha256::new()),
+            Algorithm::Sha384 => State::Sha384(Sha384::new()),
+            Algorithm::Sha512 => State::Sha512(Sha512::new()),
         };
         Digester { algorithm, state, written: 0 }
     }
@@ -137,7 +144,11 @@ impl Digester {
     }
 
     pub fn update(&mut self, data: &[u8]) {
-        self.state.update(data);
+        match &mut self.state {
+            State::Sha256(h) => h.update(data),
+            State::Sha384(h) => h.update(data),
+            State::Sha512(h) => h.update(data),
+        }
         self.written += data.len() as u64;
     }
 
@@ -148,9 +159,18 @@ impl Digester {
 
     /// The digest of everything seen so far; the digester is reset.
     pub fn finalize(&mut self) -> Digest {
-        let out = self.state.finalize_reset();
+        let hex = match &mut self.state {
+            State::Sha256(h) => hex::encode(h.finalize_reset()),
+            State::Sha384(h) => hex::encode(h.finalize_reset()),
+            State::Sha512(h) => hex::encode(h.finalize_reset()),
+        };
         self.written = 0;
-        Digest { algorithm: self.algorithm, hex: hex::encode(out) }
+        Digest { algorithm: self.algorithm, hex }
+    }
+
+    /// The digest so far, leaving the digester as it is.
+    pub fn peek(&self) -> Digest {
+        self.clone().finalize()
     }
 
     /// Hash everything `reader` yields; returns the digest and the byte count.

@@ -41,6 +41,11 @@ impl PyDigester {
         self.inner.finalize().to_string()
     }
 
+    /// The digest so far, without resetting.
+    fn peek(&self) -> String {
+        self.inner.peek().to_string()
+    }
+
     #[getter]
     fn algorithm(&self) -> &'static str {
         self.inner.algorithm().name()

@@ -264,7 +264,19 @@ impl TarReader {
     }
 }
 
+/// Flatten a stored diff (its files plus tar-split record) onto a root filesystem.
+#[pyfunction]
+#[pyo3(signature = (diff, split, target, /))]
+fn apply_diff(py: Python<'_>, diff: PathBuf, split: PathBuf, target: PathBuf) -> NativeResult<u64> {
+    py.detach(|| {
+        let stream = TarStream::open(&diff, &split)?;
+        let opts = ApplyOptions { mode: Mode::Rootfs, expected_digest: None, expected_size: None, limits: Limits::default() };
+        Ok(apply_layer(stream, &target, &opts)?.entries)
+    })
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(apply_diff, m)?)?;
     m.add_function(wrap_pyfunction!(apply_layer_file, m)?)?;
     m.add_function(wrap_pyfunction!(produce_layer_file, m)?)?;
     m.add_class::<LayerApplier>()?;

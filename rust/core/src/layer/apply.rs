@@ -126,15 +126,21 @@ fn run<R: Read + Send + 'static>(input: R, root: &Path, opts: &ApplyOptions, spl
     let (tx, rx) = pipe(PIPE_DEPTH);
     let expected = opts.expected_digest.clone();
     let size = opts.expected_size;
+    let max_bytes = opts.limits.max_bytes;
     let decoder = thread::Builder::new()
         .name("dd-layer-decode".into())
-        .spawn(move || decode_into(input, expected, size, tx))?;
+        .spawn(move || decode_into(input, expected, size, max_bytes, tx))?;
     let untarred = untar(rx, root, opts, split);
     let decoded = decoder.join().map_err(|_| Error::InvalidLayer("decoder thread panicked".into()))?;
     match (decoded, untarred) {
-        (Ok((compression, digest, size)), Ok((diff_id, uncompressed_size, entries))) => {
-            Ok(Applied { diff_id, digest, size, uncompressed_size, entries, compression })
-        }
+        (Ok(d), Ok(entries)) => Ok(Applied {
+            diff_id: d.diff_id,
+            digest: d.digest,
+            size: d.size,
+            uncompressed_size: d.uncompressed_size,
+            entries,
+            compression: d.compression,
+        }),
         // the decoder's error is the cause unless it only saw the writer side give up
         (Err(Error::Cancelled), Err(e)) => Err(e),
         (Err(e), _) => Err(e),
@@ -142,8 +148,19 @@ fn run<R: Read + Send + 'static>(input: R, root: &Path, opts: &ApplyOptions, spl
     }
 }
 
-fn decode_into<R: Read + Send>(input: R, expected: Option<Digest>, size: Option<u64>, tx: PipeWriter) -> Result<(Compression, Digest, u64)> {
+struct Decoded {
+    compression: Compression,
+    digest: Digest,
+    size: u64,
+    diff_id: Digest,
+    uncompressed_size: u64,
+}
+
+/// The decoder thread: verify the compressed stream, decompress it, and hash the tar (the
+/// diffID) here too, so the thread that writes files does nothing but parse and write.
+fn decode_into<R: Read + Send>(input: R, expected: Option<Digest>, size: Option<u64>, max_bytes: u64, tx: PipeWriter) -> Result<Decoded> {
     let mut verifier = VerifyingReader::new(input, expected, size);
+    let mut diff = Digester::new(Algorithm::Sha256);
     let res = (|| -> Result<Compression> {
         let (kind, mut dec) = decompress(&mut verifier)?;
         loop {
@@ -161,6 +178,10 @@ fn decode_into<R: Read + Send>(input: R, expected: Option<Digest>, size: Option<
                 break;
             }
             buf.truncate(filled);
+            diff.update(&buf);
+            if diff.written() > max_bytes {
+                return Err(Error::LimitExceeded { what: "uncompressed size", limit: max_bytes });
+            }
             tx.send(buf)?;
         }
         drop(dec);
@@ -169,10 +190,11 @@ fn decode_into<R: Read + Send>(input: R, expected: Option<Digest>, size: Option<
         Ok(kind)
     })();
     match res {
-        Ok(kind) => {
+        Ok(compression) => {
             tx.close();
-            let (digest, n) = verifier.result().expect("verified at EOF");
-            Ok((kind, digest, n))
+            let (digest, size) = verifier.result().expect("verified at EOF");
+            let uncompressed_size = diff.written();
+            Ok(Decoded { compression, digest, size, diff_id: diff.finalize(), uncompressed_size })
         }
         Err(e) => {
             tx.fail(e.to_string());
@@ -183,9 +205,6 @@ fn decode_into<R: Read + Send>(input: R, expected: Option<Digest>, size: Option<
 
 /// State shared between the reader the tar parser pulls from and the apply loop.
 struct Track {
-    digester: Digester,
-    total: u64,
-    max_bytes: u64,
     /// raw (non-content) bytes waiting to go into the split record
     raw: Vec<u8>,
     recording: bool,
@@ -201,11 +220,6 @@ impl Read for TrackedReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         let mut t = self.track.borrow_mut();
-        t.total += n as u64;
-        if t.total > t.max_bytes {
-            return Err(Error::LimitExceeded { what: "uncompressed size", limit: t.max_bytes }.into_io());
-        }
-        t.digester.update(&buf[..n]);
         if t.recording && !t.in_content {
             t.raw.extend_from_slice(&buf[..n]);
         }
@@ -229,13 +243,13 @@ struct Applier {
     split: Option<SplitWriter>,
     track: Rc<RefCell<Track>>,
     buf: Vec<u8>,
+    /// the process umask: files created with a mode it would change need a chmod afterwards
+    umask: u32,
 }
 
-fn untar(rx: PipeReader, root: &Path, opts: &ApplyOptions, split: Option<SplitWriter>) -> Result<(Digest, u64, u64)> {
+/// The writer thread: parse the tar and write the entries; returns the entry count.
+fn untar(rx: PipeReader, root: &Path, opts: &ApplyOptions, split: Option<SplitWriter>) -> Result<u64> {
     let track = Rc::new(RefCell::new(Track {
-        digester: Digester::new(Algorithm::Sha256),
-        total: 0,
-        max_bytes: opts.limits.max_bytes,
         raw: Vec::new(),
         recording: split.is_some(),
         in_content: false,
@@ -251,6 +265,7 @@ fn untar(rx: PipeReader, root: &Path, opts: &ApplyOptions, split: Option<SplitWr
         split,
         track: track.clone(),
         buf: vec![0u8; CHUNK],
+        umask: current_umask(),
     };
     let mut entries = 0u64;
     for entry in archive.entries().map_err(tar_error)? {
@@ -273,9 +288,7 @@ fn untar(rx: PipeReader, root: &Path, opts: &ApplyOptions, split: Option<SplitWr
     if let Some(split) = applier.split.take() {
         split.finish()?;
     }
-    let mut t = track.borrow_mut();
-    let total = t.total;
-    Ok((t.digester.finalize(), total, entries))
+    Ok(entries)
 }
 
 fn tar_error(e: io::Error) -> Error {
@@ -324,18 +337,23 @@ impl Applier {
         let uid = header.uid().unwrap_or(0) as u32;
         let gid = header.gid().unwrap_or(0) as u32;
         let is_dir = kind == EntryType::Directory;
-        self.clear(&abs, is_dir)?;
+        // a diff target starts empty: only what this layer created can be in the way
+        if self.rootfs || self.created.contains(&abs) {
+            self.clear(&abs, is_dir)?;
+        }
         match kind {
             EntryType::Directory => {
-                if fs::symlink_metadata(&abs).is_err() {
-                    fs::create_dir(&abs)?;
+                match fs::create_dir(&abs) {
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                    other => other?,
                 }
                 self.root.mark_dir(&rel);
                 self.chown(&abs, uid, gid)?;
                 self.dirs.push(Dir { path: abs.clone(), mode, mtime });
             }
             EntryType::Regular | EntryType::Continuous => {
-                let mut f = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&abs)?;
+                let direct = mode & 0o7000 == 0 && mode & self.umask == 0 && mode & 0o200 != 0;
+                let mut f = OpenOptions::new().write(true).create_new(true).mode(if direct { mode } else { 0o600 }).open(&abs)?;
                 self.track.borrow_mut().in_content = true;
                 let copied = copy_content(entry, &mut f, &mut self.buf);
                 self.track.borrow_mut().in_content = false;
@@ -343,10 +361,12 @@ impl Applier {
                 if let Some(split) = &mut self.split {
                     split.file(rel.as_os_str().as_bytes(), n)?;
                 }
-                if self.as_root {
+                if self.as_root && (uid, gid) != (0, 0) {
                     std::os::unix::fs::fchown(&f, Some(uid), Some(gid))?;
                 }
-                f.set_permissions(fs::Permissions::from_mode(mode))?;
+                if !direct || (self.as_root && (uid, gid) != (0, 0)) {
+                    f.set_permissions(fs::Permissions::from_mode(mode))?; // after chown, which clears setuid
+                }
                 filetime::set_file_handle_times(&f, Some(mtime), Some(mtime))?;
             }
             EntryType::Symlink => {
@@ -396,15 +416,13 @@ impl Applier {
             }
         }
         self.xattrs(entry, &abs);
-        if self.rootfs {
-            self.created.insert(abs);
-        }
+        self.created.insert(abs);
         Ok(())
     }
 
     /// Make sure the (already resolved) relative directory exists.
     fn ensure_dir(&mut self, rel: &Path) -> Result<()> {
-        if rel.as_os_str().is_empty() {
+        if rel.as_os_str().is_empty() || self.root.is_known_dir(rel) {
             return Ok(());
         }
         let abs = self.root.path().join(rel);
@@ -475,14 +493,14 @@ impl Applier {
     }
 
     fn chown(&self, abs: &Path, uid: u32, gid: u32) -> Result<()> {
-        if self.as_root {
+        if self.as_root && (uid, gid) != (0, 0) {
             std::os::unix::fs::chown(abs, Some(uid), Some(gid))?;
         }
         Ok(())
     }
 
     fn lchown(&self, abs: &Path, uid: u32, gid: u32) -> Result<()> {
-        if self.as_root {
+        if self.as_root && (uid, gid) != (0, 0) {
             std::os::unix::fs::lchown(abs, Some(uid), Some(gid))?;
         }
         Ok(())
@@ -521,6 +539,14 @@ fn copy_content<R: Read>(entry: &mut R, out: &mut fs::File, buf: &mut [u8]) -> R
         out.write_all(&buf[..k])?;
         n += k as u64;
     }
+}
+
+fn current_umask() -> u32 {
+    use nix::sys::stat::{umask, Mode};
+    // umask can only be read by setting it; put it straight back
+    let old = umask(Mode::from_bits_truncate(0o022));
+    umask(old);
+    old.bits()
 }
 
 fn remove_any(p: &Path) -> Result<()> {

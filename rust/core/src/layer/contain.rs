@@ -71,6 +71,10 @@ impl Root {
         self.known_dirs.clear();
     }
 
+    pub fn is_known_dir(&self, rel: &Path) -> bool {
+        self.known_dirs.contains(rel)
+    }
+
     pub fn mark_dir(&mut self, rel: &Path) {
         self.known_dirs.insert(rel.to_path_buf());
     }

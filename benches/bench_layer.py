@@ -1,0 +1,197 @@
+"""Layer apply and produce on the ``big`` layers, beside GNU tar, gzip, pigz and zstd.
+
+Every timed run starts cold: the destination is wiped, ``sync``, the page cache dropped, and
+the inputs re-read (so reading them is not what is measured). Ratios are peer ÷ ours.
+
+Checks (issue #3): apply of gzip layers ≥ 3× GNU ``tar -xzf``; apply within 1.3× of
+max(fastest bare gzip decoder, bare ``tar -xf``); zstd apply ≥ 1.5× faster than gzip apply;
+gzip production ≥ 2× ``pigz -p2 -6`` with output ≤ 10% larger; zstd production at least as
+fast as ``zstd -T2 -3``; peak RSS applying a 1 GiB layer < 100 MiB above baseline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from harness import machine, write_result
+from images import CACHE, big_layers, data_layer
+
+from docker_distribution.layer import apply_layer, produce_layer
+
+WORK = CACHE / "work"
+
+
+def sh(cmd: str) -> None:
+    subprocess.run(["bash", "-c", cmd], check=True)
+
+
+def compressed_inputs(tars: list[Path]) -> tuple[list[Path], list[Path]]:
+    gz, zst = [], []
+    for t in tars:
+        g, z = t.with_suffix(".tar.gz"), t.with_suffix(".tar.zst")
+        if not g.exists():
+            sh(f"gzip -6 -n -c {t} > {g}.tmp && mv {g}.tmp {g}")  # single member, as docker pushes
+        if not z.exists():
+            sh(f"zstd -q -3 -T2 -c {t} > {z}.tmp && mv {z}.tmp {z}")
+        gz.append(g)
+        zst.append(z)
+    return gz, zst
+
+
+def drop_caches(inputs: list[Path]) -> bool:
+    sh("sync")
+    try:
+        Path("/proc/sys/vm/drop_caches").write_text("3\n")
+        dropped = True
+    except OSError:
+        dropped = False
+    for p in inputs:
+        with open(p, "rb") as f:
+            while f.read(1 << 24):
+                pass
+    return dropped
+
+
+def measure(name: str, run: Callable[[], object], inputs: list[Path], runs: int) -> list[float]:
+    times = []
+    for _ in range(runs):
+        shutil.rmtree(WORK, ignore_errors=True)
+        WORK.mkdir(parents=True)
+        drop_caches(inputs)
+        t0 = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - t0)
+    shutil.rmtree(WORK, ignore_errors=True)
+    print(f"  {name:<44} median {statistics.median(times):7.3f}s  (min {min(times):.3f}, max {max(times):.3f})", flush=True)
+    return times
+
+
+def each(cmd: str, paths: list[Path]) -> Callable[[], None]:
+    def run() -> None:
+        for i, p in enumerate(paths):
+            sh(cmd.format(src=p, dst=WORK / f"d{i}", out=WORK / f"o{i}"))
+    return run
+
+
+def peak_rss_kib(code: str) -> int:
+    """Peak RSS (KiB) of a fresh interpreter running ``code``: its VmHWM (getrusage would report
+    the forking parent's peak, which survives exec)."""
+    report = ("; print(next(l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM:')))")
+    out = subprocess.run([sys.executable, "-c", code + report], check=True, capture_output=True, text=True).stdout
+    return int(out.split()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=3)
+    args = ap.parse_args()
+    tars = big_layers()
+    gz, zst = compressed_inputs(tars)
+    tar_bytes = sum(p.stat().st_size for p in tars)
+    gz_bytes = sum(p.stat().st_size for p in gz)
+    zst_bytes = sum(p.stat().st_size for p in zst)
+    print(f"big: {len(tars)} layers, {tar_bytes / 1e6:.0f} MB tar, {gz_bytes / 1e6:.0f} MB gzip, {zst_bytes / 1e6:.0f} MB zstd")
+    r = args.runs
+    t: dict[str, float] = {}
+
+    def m(name: str, run: Callable[[], object], inputs: list[Path]) -> None:
+        t[name] = statistics.median(measure(name, run, inputs, r))
+
+    m("gzip -dc (GNU gzip, decode only)", each("gzip -dc {src} > /dev/null", gz), gz)
+    m("pigz -dc (decode only)", each("pigz -dc {src} > /dev/null", gz), gz)
+    m("zstd -dc (decode only)", each("zstd -q -dc {src} > /dev/null", zst), zst)
+    m("tar -xf (uncompressed)", each("mkdir {dst} && tar -xf {src} -C {dst}", tars), tars)
+    m("tar -xzf (GNU tar + gzip)", each("mkdir {dst} && tar -xzf {src} -C {dst}", gz), gz)
+
+    def ours_apply(paths: list[Path], mode: str) -> Callable[[], None]:
+        def run() -> None:
+            for i, p in enumerate(paths):
+                if mode == "diff":
+                    apply_layer(p, WORK / f"d{i}", mode="diff", split=WORK / f"s{i}")
+                else:
+                    apply_layer(p, WORK / "rootfs")
+        return run
+
+    m("ours: apply gzip layers (diff + tar-split)", ours_apply(gz, "diff"), gz)
+    m("ours: apply gzip layers (flattened rootfs)", ours_apply(gz, "rootfs"), gz)
+    m("ours: apply zstd layers (diff + tar-split)", ours_apply(zst, "diff"), zst)
+
+    # production: from the uncompressed tar for the peers; from an applied diff for ours
+    diffs = CACHE / "diffs"
+    if not diffs.exists():
+        tmp = CACHE / "diffs.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        for i, p in enumerate(tars):
+            apply_layer(p, tmp / f"d{i}", mode="diff", split=tmp / f"s{i}")
+        tmp.rename(diffs)
+    diff_files = [f for f in diffs.rglob("*") if f.is_file()]
+
+    sizes: dict[str, int] = {}
+
+    def ours_produce(codec: str) -> Callable[[], None]:
+        def run() -> None:
+            sizes[codec] = sum(
+                produce_layer(WORK / f"o{i}", source_diff=(diffs / f"d{i}", diffs / f"s{i}"), compression=codec).size  # type: ignore[arg-type]
+                for i in range(len(tars)))
+        return run
+
+    def peer_produce(cmd: str, key: str) -> Callable[[], None]:
+        def run() -> None:
+            each(cmd, tars)()
+            sizes[key] = sum((WORK / f"o{i}").stat().st_size for i in range(len(tars)))
+        return run
+
+    m("pigz -p2 -6 (produce)", peer_produce("pigz -p2 -6 -c {src} > {out}", "pigz"), tars)
+    m("ours: produce gzip (level 6, 2 threads)", ours_produce("gzip"), diff_files)
+    m("zstd -T2 -3 (produce)", peer_produce("zstd -q -T2 -3 -c {src} > {out}", "zstd-cli"), tars)
+    m("ours: produce zstd (level 3, 2 threads)", ours_produce("zstd"), diff_files)
+
+    # memory: a 1 GiB layer applied in a fresh process, against a process that only imports us
+    big = data_layer(1 << 30, "one-gib.tar")
+    big_gz = big.with_suffix(".tar.gz")
+    if not big_gz.exists():
+        sh(f"pigz -6 -c {big} > {big_gz}")
+    shutil.rmtree(WORK, ignore_errors=True)
+    WORK.mkdir(parents=True)
+    base = peak_rss_kib("import docker_distribution.layer")
+    peak = peak_rss_kib(f"from docker_distribution.layer import apply_layer; "
+                        f"apply_layer({str(big_gz)!r}, {str(WORK / 'big')!r}, mode='diff', split={str(WORK / 'split')!r})")
+    shutil.rmtree(WORK, ignore_errors=True)
+
+    floor = max(min(t["gzip -dc (GNU gzip, decode only)"], t["pigz -dc (decode only)"]), t["tar -xf (uncompressed)"])
+    apply_gz = t["ours: apply gzip layers (diff + tar-split)"]
+    rows = [
+        ("apply gzip vs GNU `tar -xzf` (speed-up)", t["tar -xzf (GNU tar + gzip)"] / apply_gz, "≥ 3×"),
+        ("apply gzip ÷ max(fastest bare gzip decoder, bare `tar -xf`)", apply_gz / floor, "≤ 1.3×"),
+        ("zstd apply speed-up over gzip apply", apply_gz / t["ours: apply zstd layers (diff + tar-split)"], "≥ 1.5×"),
+        ("gzip production speed-up vs `pigz -p2 -6`", t["pigz -p2 -6 (produce)"] / t["ours: produce gzip (level 6, 2 threads)"], "≥ 2×"),
+        ("gzip output size ÷ pigz -6 output", sizes["gzip"] / sizes["pigz"], "≤ 1.10"),
+        ("zstd production speed-up vs `zstd -T2 -3`", t["zstd -T2 -3 (produce)"] / t["ours: produce zstd (level 3, 2 threads)"], "≥ 1.0×"),
+        ("peak RSS applying a 1 GiB gzip layer, above baseline", (peak - base) / 1024, "< 100 MiB"),
+    ]
+    md = [f"### Layer apply and produce — `big` ({tar_bytes / 1e6:.0f} MB tar, {gz_bytes / 1e6:.0f} MB gzip, "
+          f"{zst_bytes / 1e6:.0f} MB zstd; medians of {r} cold runs)", "",
+          "| operation | median s | MB/s of tar |", "|---|---|---|"]
+    for name, secs in t.items():
+        md.append(f"| {name} | {secs:.3f} | {tar_bytes / secs / 1e6:.0f} |")
+    md += ["", "| check | measured | target |", "|---|---|---|"]
+    for name, value, target in rows:
+        md.append(f"| {name} | {value:.2f} | {target} |")
+    md.append(f"\nOutput sizes: ours gzip {sizes['gzip'] / 1e6:.1f} MB, pigz -6 {sizes['pigz'] / 1e6:.1f} MB, "
+              f"ours zstd {sizes['zstd'] / 1e6:.1f} MB, zstd -3 {sizes['zstd-cli'] / 1e6:.1f} MB. "
+              f"Peak RSS: baseline {base / 1024:.0f} MiB, applying {peak / 1024:.0f} MiB.\n")
+    text = "\n".join(md)
+    print(text)
+    print(f"written to {write_result('layer', text)}  ({machine()})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+"""Filesystem primitives the store is built on: atomic writes and inter-process locks.
+
+A write becomes visible only by ``rename`` of a fully written (and fsynced) temporary file
+in the same directory, so a ``kill -9`` at any instant leaves either the old or the new
+file, never a torn one. Locks are ``flock`` on a lock file: they are released by the kernel
+when a process dies, so a crash never leaves a stale lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+__all__ = ["TMP_PREFIX", "atomic_write", "file_lock", "fsync_dir", "unique_tmp"]
+
+#: every temporary name in the store starts with this, so ``verify``/``prune`` can find leftovers
+TMP_PREFIX = ".tmp-"
+
+
+def unique_tmp(directory: Path, hint: str = "") -> Path:
+    return directory / f"{TMP_PREFIX}{hint}{os.getpid()}-{secrets.token_hex(6)}"
+
+
+def fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, data: bytes, *, mode: int = 0o644, durable: bool = True) -> None:
+    """Replace ``path`` with ``data`` atomically (temp file, fsync, rename, fsync of the dir)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = unique_tmp(path.parent)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+    if durable:
+        fsync_dir(path.parent)
+
+
+@contextlib.contextmanager
+def file_lock(path: Path, *, shared: bool = False, blocking: bool = True) -> Iterator[bool]:
+    """Hold an ``flock`` on ``path`` (created if needed). Yields False when non-blocking and busy."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        flags = (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | (0 if blocking else fcntl.LOCK_NB)
+        try:
+            fcntl.flock(fd, flags)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)

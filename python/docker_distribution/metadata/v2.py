@@ -1,0 +1,139 @@
+"""moby's ``V2MetadataService``: which blob digests (in which repositories) a diffID is known as.
+
+Two namespaces of the metadata store, exactly as moby (spec §1.3, §6.5):
+
+* ``v2metadata-by-diffid/<alg>/<hex>``: a JSON list of ``{"Digest", "SourceRepository", "HMAC"}``,
+  oldest first, at most 50 (the oldest are dropped; re-adding an entry moves it to the end);
+* ``diffid-by-digest/<alg>/<hex>``: the diffID string.
+
+Pull records entries without HMAC; push tags them with an HMAC of the credentials used, so
+mounts are tried first from repositories the same credentials could read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ..digest import Digest
+from ..errors import ObjectNotFoundError, StoreError
+
+if TYPE_CHECKING:
+    from ..registry.auth import AuthConfig
+    from .store import MetadataStore
+
+__all__ = [
+    "MAX_METADATA",
+    "V2Metadata",
+    "V2MetadataService",
+    "check_v2_metadata_hmac",
+    "compute_v2_metadata_hmac",
+    "compute_v2_metadata_hmac_key",
+]
+
+MAX_METADATA = 50  # moby's maxMetadata
+_BY_DIFFID = "v2metadata-by-diffid"
+_BY_DIGEST = "diffid-by-digest"
+
+
+@dataclass(frozen=True, slots=True)
+class V2Metadata:
+    digest: Digest
+    source_repository: str = ""
+    hmac: str = ""
+
+    def to_json(self) -> dict[str, str]:
+        return {"Digest": str(self.digest), "SourceRepository": self.source_repository, "HMAC": self.hmac}
+
+    @classmethod
+    def from_json(cls, doc: dict[str, str]) -> V2Metadata:
+        return cls(Digest.parse(doc["Digest"]), doc.get("SourceRepository", ""), doc.get("HMAC", ""))
+
+
+def compute_v2_metadata_hmac_key(auth_config: AuthConfig | None) -> bytes | None:
+    """moby's key: the bytes of ``"sha256:" + hex(sha256(json of the credentials))``; None for no config."""
+    if auth_config is None:
+        return None
+    return ("sha256:" + hashlib.sha256(auth_config.hmac_key_input()).hexdigest()).encode()
+
+
+def compute_v2_metadata_hmac(key: bytes | None, meta: V2Metadata | None) -> str:
+    if not key or meta is None:
+        return ""
+    return hmac.new(key, (str(meta.digest) + meta.source_repository).encode(), hashlib.sha256).hexdigest()
+
+
+def check_v2_metadata_hmac(meta: V2Metadata, key: bytes | None) -> bool:
+    if not meta.hmac or not key:
+        return not meta.hmac and not key
+    try:
+        expected = bytes.fromhex(meta.hmac)
+    except ValueError:
+        return False
+    actual = hmac.new(key, (str(meta.digest) + meta.source_repository).encode(), hashlib.sha256).digest()
+    return hmac.compare_digest(expected, actual)
+
+
+def _key(d: Digest) -> str:
+    return f"{d.algorithm}/{d.encoded}"
+
+
+class V2MetadataService:
+    """A ``store`` of None gives moby's no-op service: adds do nothing, lookups fail."""
+
+    def __init__(self, store: MetadataStore | None) -> None:
+        self.store = store
+        self._lock = threading.Lock()
+
+    def _require(self) -> MetadataStore:
+        if self.store is None:
+            raise StoreError("no metadata storage")
+        return self.store
+
+    def get_metadata(self, diff_id: Digest) -> list[V2Metadata]:
+        store = self._require()
+        raw = store.get(_BY_DIFFID, _key(diff_id))
+        return [V2Metadata.from_json(d) for d in json.loads(raw)]
+
+    def get_diff_id(self, digest: Digest) -> Digest:
+        store = self._require()
+        return Digest.parse(store.get(_BY_DIGEST, _key(digest)).decode())
+
+    def add(self, diff_id: Digest, meta: V2Metadata) -> None:
+        if self.store is None:
+            return
+        with self._lock:
+            try:
+                current = self.get_metadata(diff_id)
+            except ObjectNotFoundError:
+                current = []
+            current = [m for m in current if m != meta] + [meta]
+            current = current[-MAX_METADATA:]
+            self.store.set(_BY_DIFFID, _key(diff_id), json.dumps([m.to_json() for m in current]).encode())
+            self.store.set(_BY_DIGEST, _key(meta.digest), str(diff_id).encode())
+
+    def tag_and_add(self, diff_id: Digest, hmac_key: bytes | None, meta: V2Metadata) -> None:
+        self.add(diff_id, V2Metadata(meta.digest, meta.source_repository, compute_v2_metadata_hmac(hmac_key, meta)))
+
+    def remove(self, meta: V2Metadata) -> None:
+        if self.store is None:
+            return
+        with self._lock:
+            try:
+                diff_id = self.get_diff_id(meta.digest)
+            except ObjectNotFoundError:
+                return
+            try:
+                current = self.get_metadata(diff_id)
+            except ObjectNotFoundError:
+                current = []
+            kept = [m for m in current if m != meta]
+            if kept:
+                self.store.set(_BY_DIFFID, _key(diff_id), json.dumps([m.to_json() for m in kept]).encode())
+            else:
+                self.store.delete(_BY_DIFFID, _key(diff_id))
+            self.store.delete(_BY_DIGEST, _key(meta.digest))

@@ -1,0 +1,235 @@
+"""The embedded local store: docker-distribution's ``/var/lib/docker``.
+
+Layout under the root (``$DOCKER_DISTRIBUTION_ROOT``, else the platform's user data dir)::
+
+    content/               manifests and other blobs by digest (:mod:`.content`)
+    image/                 image configs by image ID (:mod:`.images`)
+    layers/                unpacked layer diffs by ChainID (:mod:`.layers`)
+    repositories.json      tags and digest references (:mod:`.references`)
+    distribution/          V2 metadata: diffID ⇔ blob digests (:mod:`..metadata`)
+
+Every piece is safe for many threads and several processes at once, and every write
+becomes visible by a rename of complete, verified data, so a ``kill -9`` at any instant
+leaves a store that reopens consistent. :meth:`Store.verify` re-hashes everything and lists
+problems; :meth:`Store.prune` removes what no image needs any more.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..digest import Digest
+from ..errors import DistributionError, ObjectNotFoundError
+from ..fsutil import TMP_PREFIX
+from ..layer import Limits, TarReader
+from ..mediatype import INDEX_TYPES
+from ..metadata import FSMetadataStore, V2MetadataService
+from ..reference import Reference
+from .content import ContentStore
+from .images import ImageStore
+from .layers import Layer, LayerStore, chain_id
+from .references import ReferenceStore
+
+__all__ = ["ROOT_ENV", "ContentStore", "ImageStore", "LayerStore", "ReferenceStore", "Store", "chain_id",
+           "default_root"]
+
+ROOT_ENV = "DOCKER_DISTRIBUTION_ROOT"
+
+
+def default_root() -> Path:
+    """``$DOCKER_DISTRIBUTION_ROOT``, else ``$XDG_DATA_HOME/docker-distribution`` (``~/.local/share/…``)."""
+    env = os.environ.get(ROOT_ENV)
+    if env:
+        return Path(env)
+    data = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(data) / "docker-distribution"
+
+
+@dataclass
+class PruneReport:
+    images: list[Digest] = field(default_factory=list)
+    layers: list[Digest] = field(default_factory=list)
+    content: list[Digest] = field(default_factory=list)
+    leftovers: list[str] = field(default_factory=list)
+
+
+class Store:
+    def __init__(self, root: os.PathLike[str] | str | None = None, *, limits: Limits = Limits()) -> None:
+        self.root = Path(root) if root is not None else default_root()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.content = ContentStore(self.root / "content")
+        self.images = ImageStore(self.root / "image")
+        self.layers = LayerStore(self.root / "layers", limits=limits)
+        self.references = ReferenceStore(self.root / "repositories.json")
+        self.metadata = FSMetadataStore(self.root / "distribution")
+        self.v2_metadata = V2MetadataService(self.metadata)
+
+    # --- images ----------------------------------------------------------------------------
+
+    def image_chain_id(self, image_id: Digest) -> Digest | None:
+        """The ChainID of an image's top layer (None for an image without layers)."""
+        cid: Digest | None = None
+        for diff_id in self.images.diff_ids(image_id):
+            cid = chain_id(cid, diff_id)
+        return cid
+
+    def top_layer(self, image_id: Digest) -> Layer | None:
+        cid = self.image_chain_id(image_id)
+        return self.layers.get(cid) if cid is not None else None
+
+    def unpack(self, image_id: Digest, dest: os.PathLike[str] | str) -> None:
+        """The image's root filesystem, flattened into ``dest``."""
+        Path(dest).mkdir(parents=True, exist_ok=True)
+        cid = self.image_chain_id(image_id)
+        if cid is not None:
+            self.layers.unpack(cid, dest)
+
+    def resolve(self, ref: Reference | str) -> Digest:
+        """An image ID from a reference, a full ID, or a unique ID prefix (as docker accepts)."""
+        if isinstance(ref, Reference):
+            return self.references.get(ref)
+        value = ref.removeprefix("sha256:")
+        matches = [i for i in self.images.list() if i.encoded.startswith(value)] if len(value) >= 4 else []
+        if len(matches) == 1:
+            return matches[0]
+        from ..reference import parse_normalized_named
+
+        return self.references.get(parse_normalized_named(ref))
+
+    def remove_image(self, ref: Reference, *, prune: bool = True) -> list[str]:
+        """``docker rmi``: untag ``ref``; when no reference is left, delete the image and prune."""
+        image_id = self.references.get(ref)
+        out = [f"Untagged: {ref.familiar}"]
+        self.references.delete(ref)
+        remaining = self.references.references(image_id)
+        if all(r.digest is not None for r in remaining):
+            for r in remaining:
+                self.references.delete(r)
+                out.append(f"Untagged: {r.familiar}")
+        if not self.references.references(image_id) and prune:
+            report = self.prune()
+            out += [f"Deleted: {i}" for i in report.images]
+        return out
+
+    # --- garbage collection ----------------------------------------------------------------
+
+    def prune(self) -> PruneReport:
+        """Remove images no reference names, then layers and content no remaining image needs."""
+        report = PruneReport()
+        referenced_images = {Digest.parse(v) for repo in self.references.all().values() for v in repo.values()}
+        for image_id in self.images.list():
+            if image_id not in referenced_images:
+                self.images.delete(image_id)
+                report.images.append(image_id)
+        needed_layers: set[Digest] = set()
+        for image_id in self.images.list():
+            cid = self.image_chain_id(image_id)
+            if cid is not None and self.layers.exists(cid):
+                needed_layers.update(i.chain_id for i in self.layers.chain(cid))
+        # delete top-down so that a layer is never removed under a child that is kept
+        for info in sorted(self.layers.list(), key=lambda i: -len(self.layers.chain(i.chain_id))):
+            if info.chain_id not in needed_layers and not self.layers.references(info.chain_id):
+                self.layers.delete(info.chain_id)
+                report.layers.append(info.chain_id)
+        needed_content = self._needed_content()
+        blobs: list[Digest] = []
+        self.content.walk(lambda info: blobs.append(info.digest))
+        for d in blobs:
+            if d not in needed_content:
+                self.content.delete(d)
+                report.content.append(d)
+        for leftover in self.leftovers():
+            if leftover.is_dir():
+                shutil.rmtree(leftover, ignore_errors=True)
+            else:
+                leftover.unlink(missing_ok=True)
+            report.leftovers.append(str(leftover.relative_to(self.root)))
+        return report
+
+    def leftovers(self) -> list[Path]:
+        """Temporary files and staging directories no live writer holds (what a crash leaves)."""
+        staging = list(self.layers.leftovers())
+        tmp_root = self.layers.root / "tmp"
+        loose = [p for p in self.root.rglob(f"{TMP_PREFIX}*") if not p.is_relative_to(tmp_root)]
+        return staging + loose
+
+    def _needed_content(self) -> set[Digest]:
+        """Manifests named by digest references, and what their indexes and manifests point to."""
+        todo = [Digest.parse(r.digest) for repo in self.references.all().values()
+                for key in repo for r in [_parse(key)] if r is not None and r.digest is not None]
+        keep: set[Digest] = set()
+        while todo:
+            d = todo.pop()
+            if d in keep or not self.content.exists(d):
+                continue
+            keep.add(d)
+            with contextlib.suppress(ValueError, DistributionError):
+                doc = json.loads(self.content.read(d))
+                if doc.get("mediaType") in INDEX_TYPES or "manifests" in doc:
+                    todo += [Digest.parse(m["digest"]) for m in doc.get("manifests") or ()]
+                else:
+                    todo += [Digest.parse(x["digest"]) for x in [doc.get("config") or {}] + list(doc.get("layers") or ())
+                             if "digest" in x]
+        return keep
+
+    # --- verification ----------------------------------------------------------------------
+
+    def verify(self) -> list[str]:
+        """Re-hash every blob, config and layer, and check links between them. Empty is clean.
+
+        Interrupted ingests are not problems (a writer resumes them); :meth:`leftovers` lists
+        what crashed writers left and :meth:`prune` removes it."""
+        problems: list[str] = []
+
+        def check_blob(info: object) -> None:
+            from .content import Info
+
+            assert isinstance(info, Info)
+            actual, _ = Digest.from_file(self.content.blob_path(info.digest), info.digest.algorithm)
+            if actual != info.digest:
+                problems.append(f"content {info.digest}: digest is {actual}")
+
+        self.content.walk(check_blob)
+        for image_id in self.images.list():
+            actual = Digest.from_bytes(self.images.get(image_id), image_id.algorithm)
+            if actual != image_id:
+                problems.append(f"image {image_id}: config digest is {actual}")
+        for info in self.layers.list():
+            d = self.layers.layer_dir(info.chain_id)
+            try:
+                reader = TarReader(d / "diff", d / "tar-split.zst")
+                from ..digest import Digester
+
+                digester = Digester()
+                while chunk := reader.read(1 << 22):
+                    digester.update(chunk)
+                if digester.digest() != info.diff_id:
+                    problems.append(f"layer {info.chain_id}: diff rebuilds to {digester.digest()}, not {info.diff_id}")
+            except (DistributionError, OSError) as exc:
+                problems.append(f"layer {info.chain_id}: {exc}")
+            if info.parent is not None and not self.layers.exists(info.parent):
+                problems.append(f"layer {info.chain_id}: parent {info.parent} missing")
+            if chain_id(info.parent, info.diff_id) != info.chain_id:
+                problems.append(f"layer {info.chain_id}: chain ID does not match its parent and diffID")
+        for name, repo in self.references.all().items():
+            for key, value in repo.items():
+                if not self.images.exists(Digest.parse(value)):
+                    problems.append(f"reference {key}: image {value} missing")
+        return problems
+
+
+def _parse(key: str) -> Reference | None:
+    from ..reference import parse_normalized_named
+
+    try:
+        return parse_normalized_named(key)
+    except DistributionError:
+        return None
+
+
+__all__ += ["Layer", "ObjectNotFoundError", "PruneReport"]

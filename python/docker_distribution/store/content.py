@@ -1,0 +1,295 @@
+"""The content store: blobs by digest, with containerd's ingest semantics (moby's ``ContentStore``).
+
+Layout under the root::
+
+    blobs/<alg>/<hex>          committed content, immutable
+    labels/<alg>/<hex>.json    labels of a blob (e.g. containerd.io/distribution.source.*)
+    ingest/<sha256(ref)>/      an open or interrupted write: data, ref, total, expected, lock
+
+A writer opened again with the same ``ref`` resumes at the size already written (the data
+is re-hashed once). ``commit`` verifies size and digest, fsyncs, and renames into ``blobs/``:
+content is visible only once verified. The ingest ``lock`` is an ``flock``, so one process
+writes a ref at a time and a crashed writer's lock vanishes with it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import BinaryIO
+
+from ..descriptor import Descriptor
+from ..digest import Digest, Digester
+from ..errors import (
+    AlreadyExistsError,
+    DigestMismatchError,
+    FailedPreconditionError,
+    LockedError,
+    ObjectNotFoundError,
+)
+from ..fsutil import atomic_write, fsync_dir, unique_tmp
+
+__all__ = ["ContentStore", "ContentWriter", "Info", "Status"]
+
+_READ_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class Info:
+    digest: Digest
+    size: int
+    created_at: float
+    updated_at: float
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    ref: str
+    offset: int
+    total: int
+    expected: Digest | None
+    started_at: float
+    updated_at: float
+
+
+class ContentStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        for d in ("blobs", "labels", "ingest"):
+            (root / d).mkdir(parents=True, exist_ok=True)
+
+    # --- paths -----------------------------------------------------------------------------
+
+    def blob_path(self, digest: Digest | str) -> Path:
+        d = digest if isinstance(digest, Digest) else Digest.parse(digest)
+        return self.root / "blobs" / d.algorithm / d.encoded
+
+    def _labels_path(self, d: Digest) -> Path:
+        return self.root / "labels" / d.algorithm / f"{d.encoded}.json"
+
+    def _ingest_dir(self, ref: str) -> Path:
+        return self.root / "ingest" / hashlib.sha256(ref.encode()).hexdigest()
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def exists(self, digest: Digest | str) -> bool:
+        return self.blob_path(digest).is_file()
+
+    def info(self, digest: Digest | str) -> Info:
+        d = digest if isinstance(digest, Digest) else Digest.parse(digest)
+        try:
+            st = self.blob_path(d).stat()
+        except FileNotFoundError:
+            raise ObjectNotFoundError(f"content {d}: not found") from None
+        return Info(d, st.st_size, st.st_ctime, st.st_mtime, self._read_labels(d))
+
+    def reader_at(self, digest: Digest | str) -> BinaryIO:
+        try:
+            return open(self.blob_path(digest), "rb")
+        except FileNotFoundError:
+            raise ObjectNotFoundError(f"content {digest}: not found") from None
+
+    def read(self, digest: Digest | str) -> bytes:
+        with self.reader_at(digest) as f:
+            return f.read()
+
+    def walk(self, fn: Callable[[Info], None]) -> None:
+        for alg_dir in sorted((self.root / "blobs").iterdir()):
+            for blob in sorted(alg_dir.iterdir()):
+                if not blob.name.startswith("."):
+                    fn(self.info(Digest(alg_dir.name, blob.name)))
+
+    def _read_labels(self, d: Digest) -> dict[str, str]:
+        try:
+            return dict(json.loads(self._labels_path(d).read_text()))
+        except FileNotFoundError:
+            return {}
+
+    # --- changing --------------------------------------------------------------------------
+
+    def update(self, info: Info, *fieldpaths: str) -> Info:
+        """Update labels: ``"labels"`` replaces them all, ``"labels.<key>"`` sets or removes one key."""
+        current = self.info(info.digest)
+        labels = dict(current.labels)
+        paths = fieldpaths or ("labels",)
+        for path in paths:
+            if path == "labels":
+                labels = dict(info.labels)
+            elif path.startswith("labels."):
+                key = path[len("labels."):]
+                if key in info.labels:
+                    labels[key] = info.labels[key]
+                else:
+                    labels.pop(key, None)
+            else:
+                raise FailedPreconditionError(f"cannot update {path!r} of content {info.digest}")
+        atomic_write(self._labels_path(info.digest), json.dumps(labels, sort_keys=True).encode())
+        return replace(current, labels=labels, updated_at=time.time())
+
+    def delete(self, digest: Digest | str) -> None:
+        d = digest if isinstance(digest, Digest) else Digest.parse(digest)
+        try:
+            self.blob_path(d).unlink()
+        except FileNotFoundError:
+            raise ObjectNotFoundError(f"content {d}: not found") from None
+        with contextlib.suppress(FileNotFoundError):
+            self._labels_path(d).unlink()
+
+    # --- ingests ---------------------------------------------------------------------------
+
+    def writer(self, *, ref: str, descriptor: Descriptor | None = None, total: int | None = None) -> ContentWriter:
+        """Open (or resume) the ingest ``ref``. Raises :class:`AlreadyExistsError` when the
+        descriptor's content is already committed, :class:`LockedError` when another writer holds ``ref``."""
+        if descriptor is not None and self.exists(descriptor.digest):
+            raise AlreadyExistsError(f"content {descriptor.digest}: already exists")
+        directory = self._ingest_dir(ref)
+        directory.mkdir(parents=True, exist_ok=True)
+        lock_fd = os.open(directory / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+        import fcntl
+
+        try:
+            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(lock_fd)
+            raise LockedError(f"ref {ref} locked: unavailable") from None
+        meta_path = directory / "meta.json"
+        now = time.time()
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (FileNotFoundError, ValueError):
+            meta = {"ref": ref, "started_at": now}
+        if descriptor is not None:
+            meta["expected"], meta["total"] = str(descriptor.digest), descriptor.size
+        elif total is not None:
+            meta["total"] = total
+        meta["updated_at"] = now
+        atomic_write(meta_path, json.dumps(meta).encode(), durable=False)
+        return ContentWriter(self, ref, directory, lock_fd, meta)
+
+    def status(self, ref: str) -> Status:
+        directory = self._ingest_dir(ref)
+        try:
+            meta = json.loads((directory / "meta.json").read_text())
+        except FileNotFoundError:
+            raise ObjectNotFoundError(f"ingest {ref}: not found") from None
+        data = directory / "data"
+        offset = data.stat().st_size if data.exists() else 0
+        expected = meta.get("expected")
+        return Status(ref, offset, int(meta.get("total") or 0), Digest.parse(expected) if expected else None,
+                      float(meta["started_at"]), float(meta["updated_at"]))
+
+    def list_statuses(self) -> Iterator[Status]:
+        for d in sorted((self.root / "ingest").iterdir()):
+            with contextlib.suppress(FileNotFoundError, ValueError, KeyError):
+                yield self.status(json.loads((d / "meta.json").read_text())["ref"])
+
+    def abort(self, ref: str) -> None:
+        directory = self._ingest_dir(ref)
+        if not directory.exists():
+            raise ObjectNotFoundError(f"ingest {ref}: not found")
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+class ContentWriter:
+    """An open ingest. ``offset`` bytes are already written (a resumed ingest starts there)."""
+
+    def __init__(self, store: ContentStore, ref: str, directory: Path, lock_fd: int, meta: dict[str, object]) -> None:
+        self.store = store
+        self.ref = ref
+        self._dir = directory
+        self._lock_fd: int | None = lock_fd
+        self._meta = meta
+        self._digester = Digester()
+        data = directory / "data"
+        self._file = open(data, "ab")
+        if self._file.tell():
+            # resume: hash what an earlier (perhaps killed) writer left, natively, in large reads
+            with open(data, "rb") as f:
+                while chunk := f.read(_READ_CHUNK * 8):
+                    self._digester.update(chunk)
+
+    @property
+    def offset(self) -> int:
+        return self._digester.written
+
+    def write(self, data: bytes) -> int:
+        self._file.write(data)
+        self._digester.update(data)
+        return len(data)
+
+    def write_from(self, f: BinaryIO) -> int:
+        """Copy a whole readable file in large chunks."""
+        n = 0
+        while chunk := f.read(_READ_CHUNK):
+            n += self.write(chunk)
+        return n
+
+    def digest(self) -> Digest:
+        """The digest of what was written so far (without ending the ingest)."""
+        return self._digester.peek()
+
+    def truncate(self, size: int = 0) -> None:
+        self._file.flush()
+        self._file.truncate(size)
+        self._file.seek(size)
+        self._digester = Digester()
+        if size:
+            with open(self._dir / "data", "rb") as f:
+                while chunk := f.read(_READ_CHUNK):
+                    self._digester.update(chunk)
+
+    def commit(self, size: int, expected: Digest | None, labels: Mapping[str, str] | None = None) -> Digest:
+        """Verify and publish: temp data → fsync → rename into ``blobs/``; the ingest is removed."""
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        written = self.offset
+        if size > 0 and size != written:
+            raise FailedPreconditionError(f"unexpected commit size {written}, expected {size}")
+        actual = self._digester.peek()
+        if expected is not None and actual != expected:
+            raise DigestMismatchError(str(expected), str(actual))
+        target = self.store.blob_path(actual)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if labels:
+            atomic_write(self.store._labels_path(actual), json.dumps(dict(labels), sort_keys=True).encode())
+        if target.exists():
+            self._finish()
+            raise AlreadyExistsError(f"content {actual}: already exists")
+        os.replace(self._dir / "data", target)
+        fsync_dir(target.parent)
+        self._finish()
+        return actual
+
+    def close(self) -> None:
+        """Stop writing but keep the ingest, so a later writer with the same ref resumes it."""
+        if not self._file.closed:
+            self._file.close()
+        self._release()
+
+    def _finish(self) -> None:
+        self._file.close()
+        # move aside first so a concurrent writer() never sees a half-removed ingest
+        gone = unique_tmp(self._dir.parent)
+        with contextlib.suppress(FileNotFoundError):
+            os.replace(self._dir, gone)
+        self._release()
+        shutil.rmtree(gone, ignore_errors=True)
+
+    def _release(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def __enter__(self) -> ContentWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,72 @@
+"""The image store: image configs by ID (the digest of the config bytes), kept byte for byte.
+
+Layout: ``<root>/<alg>/<hex>`` holds the exact config JSON received (raw bytes are the truth:
+the ID is their digest, and a push sends them unchanged).
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import json
+from pathlib import Path
+
+from ..digest import Digest
+from ..errors import ObjectNotFoundError, StoreError
+from ..fsutil import atomic_write
+
+__all__ = ["ImageStore"]
+
+
+class ImageStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, image_id: Digest) -> Path:
+        return self.root / image_id.algorithm / image_id.encoded
+
+    def put(self, config: bytes) -> Digest:
+        """Store a config; returns the image ID. The config must be a JSON object."""
+        try:
+            doc = json.loads(config)
+        except ValueError as exc:
+            raise StoreError(f"invalid image configuration: {exc}") from None
+        if not isinstance(doc, dict):
+            raise StoreError("invalid image configuration: not a JSON object")
+        image_id = Digest.from_bytes(config)
+        path = self._path(image_id)
+        if not path.exists():
+            atomic_write(path, config)
+        return image_id
+
+    def get(self, image_id: Digest | str) -> bytes:
+        d = image_id if isinstance(image_id, Digest) else Digest.parse(image_id)
+        try:
+            return self._path(d).read_bytes()
+        except FileNotFoundError:
+            raise ObjectNotFoundError(f"image {d}: not found") from None
+
+    def exists(self, image_id: Digest) -> bool:
+        return self._path(image_id).is_file()
+
+    def delete(self, image_id: Digest | str) -> None:
+        d = image_id if isinstance(image_id, Digest) else Digest.parse(image_id)
+        try:
+            self._path(d).unlink()
+        except FileNotFoundError:
+            raise ObjectNotFoundError(f"image {d}: not found") from None
+
+    def list(self) -> list[Digest]:
+        out = []
+        for alg in sorted(p for p in self.root.iterdir() if p.is_dir()):
+            for f in sorted(alg.iterdir()):
+                with contextlib.suppress(ValueError):
+                    if not f.name.startswith("."):
+                        out.append(Digest(alg.name, f.name))
+        return out
+
+    def diff_ids(self, image_id: Digest) -> builtins.list[Digest]:
+        """The config's ``rootfs.diff_ids``."""
+        doc = json.loads(self.get(image_id))
+        return [Digest.parse(d) for d in (doc.get("rootfs") or {}).get("diff_ids") or ()]

@@ -1,0 +1,298 @@
+"""The layer store: unpacked layer diffs by ChainID, with the record to rebuild each one's tar.
+
+Layout under the root::
+
+    sha256/<chain hex>/diff/            the layer's files, whiteouts kept as files
+    sha256/<chain hex>/tar-split.zst    how to rebuild the exact tar (same diffID) for push
+    sha256/<chain hex>/meta.json        {"diff_id", "parent", "size" (tar bytes)}
+    tmp/.tmp-*/                         layers being registered (each holds an flock on "lock")
+
+``chain_id(parent, diff_id) = sha256(parent + " " + diff_id)``; the bottom layer's ChainID is
+its diffID. A layer is applied into a private ``tmp/`` directory, verified, completed with its
+``meta.json``, and renamed into place in one step; when another thread or process got there
+first, the copy is discarded. So a layer directory either exists whole or not at all.
+
+References (``get``/``release``) are counted per store object, as moby's layer store does;
+what an image needs is kept by the images referencing it (see ``Store.prune``).
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from .. import _native
+from ..digest import Digest
+from ..errors import ObjectNotFoundError, StoreError
+from ..fsutil import fsync_dir, unique_tmp
+from ..layer import AppliedLayer, LayerApplier, Limits, TarReader, apply_layer
+
+__all__ = ["Layer", "LayerInfo", "LayerStore", "PendingLayer", "chain_id"]
+
+_CHUNK = 1 << 20
+
+
+def chain_id(parent: Digest | None, diff_id: Digest) -> Digest:
+    """The ChainID of ``diff_id`` on top of the layer whose ChainID is ``parent``."""
+    return diff_id if parent is None else Digest.from_bytes(f"{parent} {diff_id}".encode())
+
+
+@dataclass(frozen=True, slots=True)
+class LayerInfo:
+    chain_id: Digest
+    diff_id: Digest
+    parent: Digest | None
+    size: int
+
+    @classmethod
+    def _read(cls, directory: Path, cid: Digest) -> LayerInfo:
+        meta = json.loads((directory / "meta.json").read_text())
+        parent = meta.get("parent")
+        return cls(cid, Digest.parse(meta["diff_id"]), Digest.parse(parent) if parent else None, int(meta["size"]))
+
+
+class Layer:
+    """A referenced layer. ``release()`` when done (or use it as a context manager)."""
+
+    def __init__(self, store: LayerStore, info: LayerInfo) -> None:
+        self.store = store
+        self.info = info
+        self._released = False
+
+    @property
+    def chain_id(self) -> Digest:
+        return self.info.chain_id
+
+    @property
+    def diff_id(self) -> Digest:
+        return self.info.diff_id
+
+    @property
+    def size(self) -> int:
+        """The uncompressed tar size of the diff (what a push reads)."""
+        return self.info.size
+
+    @property
+    def parent(self) -> Layer | None:
+        return self.store.get(self.info.parent) if self.info.parent else None
+
+    @property
+    def path(self) -> Path:
+        return self.store.layer_dir(self.chain_id) / "diff"
+
+    @property
+    def split(self) -> Path:
+        return self.store.layer_dir(self.chain_id) / "tar-split.zst"
+
+    def tar_stream(self) -> TarReader:
+        """The layer's exact tar, rebuilt from its files; its sha256 is the diffID."""
+        return TarReader(self.path, self.split)
+
+    def release(self) -> None:
+        if not self._released:
+            self._released = True
+            self.store._release(self.chain_id)
+
+    def __enter__(self) -> Layer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def __repr__(self) -> str:
+        return f"Layer(chain_id={self.chain_id}, diff_id={self.diff_id})"
+
+
+class PendingLayer:
+    """A layer being registered from bytes fed as they arrive (a download)."""
+
+    def __init__(self, store: LayerStore, parent: Digest | None, *, digest: Digest | None, size: int | None) -> None:
+        self.store = store
+        self.parent = parent
+        self.tmp = unique_tmp(store.root / "tmp", "layer-")
+        self.tmp.mkdir(parents=True)
+        self._lock = os.open(self.tmp / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(self._lock, fcntl.LOCK_EX)
+        self._applier = LayerApplier(self.tmp / "diff", mode="diff", split=self.tmp / "tar-split.zst",
+                                     digest=digest, size=size, limits=store.limits)
+
+    def feed(self, data: bytes) -> None:
+        self._applier.feed(data)
+
+    def finish(self) -> Layer:
+        try:
+            applied = self._applier.finish()
+        except BaseException:
+            self._cleanup()
+            raise
+        return self.store._publish(self, applied)
+
+    def abort(self) -> None:
+        with contextlib.suppress(Exception):
+            self._applier.abort()
+        self._cleanup()
+
+    def _cleanup(self) -> None:
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        self._unlock()
+
+    def _unlock(self) -> None:
+        if self._lock >= 0:
+            os.close(self._lock)
+            self._lock = -1
+
+    def __enter__(self) -> PendingLayer:
+        return self
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        if exc_type is not None:
+            self.abort()
+
+
+class LayerStore:
+    def __init__(self, root: Path, *, limits: Limits = Limits()) -> None:
+        self.root = root
+        self.limits = limits
+        (root / "sha256").mkdir(parents=True, exist_ok=True)
+        (root / "tmp").mkdir(parents=True, exist_ok=True)
+        self._refs: dict[Digest, int] = {}
+        self._lock = threading.Lock()
+
+    def layer_dir(self, cid: Digest) -> Path:
+        return self.root / cid.algorithm / cid.encoded
+
+    def exists(self, cid: Digest) -> bool:
+        return (self.layer_dir(cid) / "meta.json").is_file()
+
+    def info(self, cid: Digest) -> LayerInfo:
+        try:
+            return LayerInfo._read(self.layer_dir(cid), cid)
+        except FileNotFoundError:
+            raise ObjectNotFoundError(f"layer {cid}: not found") from None
+
+    def list(self) -> list[LayerInfo]:
+        out = []
+        for d in sorted((self.root / "sha256").iterdir()):
+            if not d.name.startswith(".") and (d / "meta.json").is_file():
+                out.append(LayerInfo._read(d, Digest("sha256", d.name)))
+        return out
+
+    # --- references ------------------------------------------------------------------------
+
+    def get(self, cid: Digest) -> Layer:
+        info = self.info(cid)
+        with self._lock:
+            self._refs[cid] = self._refs.get(cid, 0) + 1
+        return Layer(self, info)
+
+    def _release(self, cid: Digest) -> None:
+        with self._lock:
+            n = self._refs.get(cid, 0) - 1
+            if n <= 0:
+                self._refs.pop(cid, None)
+            else:
+                self._refs[cid] = n
+
+    def references(self, cid: Digest) -> int:
+        with self._lock:
+            return self._refs.get(cid, 0)
+
+    # --- registering -----------------------------------------------------------------------
+
+    def begin(self, parent: Digest | None, *, digest: Digest | None = None, size: int | None = None) -> PendingLayer:
+        """Start registering a layer on top of ``parent``; feed it the compressed bytes."""
+        if parent is not None and not self.exists(parent):
+            raise ObjectNotFoundError(f"layer {parent}: not found")
+        return PendingLayer(self, parent, digest=digest, size=size)
+
+    def register_file(self, path: os.PathLike[str] | str, parent: Digest | None, *, digest: Digest | None = None,
+                      size: int | None = None) -> Layer:
+        """Register a (compressed) layer file natively, without feeding bytes through Python."""
+        pending = self.begin(parent, digest=digest, size=size)
+        pending._applier.abort()  # the native file path below replaces the feeding applier
+        try:
+            applied = apply_layer(path, pending.tmp / "diff", mode="diff", split=pending.tmp / "tar-split.zst",
+                                  digest=digest, size=size, limits=self.limits)
+        except BaseException:
+            pending._cleanup()
+            raise
+        return self._publish(pending, applied)
+
+    def register(self, stream: BinaryIO, parent: Digest | None) -> Layer:
+        """Register a layer read from a file object (moby's ``Register(stream, parent)``)."""
+        with self.begin(parent) as pending:
+            while chunk := stream.read(_CHUNK):
+                pending.feed(chunk)
+            return pending.finish()
+
+    def _publish(self, pending: PendingLayer, applied: AppliedLayer) -> Layer:
+        cid = chain_id(pending.parent, applied.diff_id)
+        meta = {"diff_id": str(applied.diff_id), "parent": str(pending.parent) if pending.parent else None,
+                "size": applied.uncompressed_size}
+        (pending.tmp / "meta.json").write_text(json.dumps(meta))
+        (pending.tmp / "lock").unlink()
+        final = self.layer_dir(cid)
+        try:
+            os.rename(pending.tmp, final)
+            fsync_dir(final.parent)
+        except OSError:
+            if not self.exists(cid):
+                pending._cleanup()
+                raise StoreError(f"could not publish layer {cid}") from None
+            shutil.rmtree(pending.tmp, ignore_errors=True)  # another writer registered it first
+        pending._unlock()
+        return self.get(cid)
+
+    # --- reading back ----------------------------------------------------------------------
+
+    def chain(self, cid: Digest) -> builtins.list[LayerInfo]:
+        """The layers from the bottom up to ``cid``."""
+        out: builtins.list[LayerInfo] = []
+        cur: Digest | None = cid
+        while cur is not None:
+            info = self.info(cur)
+            out.append(info)
+            cur = info.parent
+        return out[::-1]
+
+    def unpack(self, cid: Digest, dest: os.PathLike[str] | str) -> None:
+        """Materialise the full root filesystem of ``cid`` into ``dest`` (whiteouts applied)."""
+        for info in self.chain(cid):
+            d = self.layer_dir(info.chain_id)
+            _native.apply_diff(str(d / "diff"), str(d / "tar-split.zst"), os.fspath(dest))
+
+    def delete(self, cid: Digest) -> None:
+        """Remove a layer nothing holds (the caller checks images and child layers)."""
+        if self.references(cid):
+            raise StoreError(f"layer {cid} is in use")
+        d = self.layer_dir(cid)
+        if not d.exists():
+            raise ObjectNotFoundError(f"layer {cid}: not found")
+        gone = unique_tmp(self.root / "tmp", "del-")
+        os.rename(d, gone)
+        shutil.rmtree(gone, ignore_errors=True)
+
+    def leftovers(self) -> Iterator[Path]:
+        """Staging directories no live writer holds (crash remains)."""
+        for d in (self.root / "tmp").iterdir():
+            lock = d / "lock"
+            if not lock.exists():
+                yield d
+                continue
+            fd = os.open(lock, os.O_RDWR)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                yield d
+            except BlockingIOError:
+                pass
+            finally:
+                os.close(fd)

@@ -1,0 +1,405 @@
+"""The embedded store: content ingests, images, layers, references, V2 metadata, GC, verify,
+crashes and concurrency."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+from pathlib import Path
+
+import docker_distribution as dd
+import pytest
+from docker_distribution import errors as E
+from docker_distribution.descriptor import Descriptor
+from docker_distribution.metadata import (
+    FSMetadataStore,
+    V2Metadata,
+    V2MetadataService,
+    check_v2_metadata_hmac,
+    compute_v2_metadata_hmac,
+    compute_v2_metadata_hmac_key,
+)
+from docker_distribution.reference import parse_normalized_named
+from docker_distribution.registry.auth import AuthConfig
+from docker_distribution.store import Store, chain_id
+from docker_distribution.store.adapters import (
+    EMPTY_LAYER_DIFF_ID,
+    new_image_config_store_from_store,
+    new_layer_providers_from_store,
+)
+
+
+def tgz(files: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as t:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime = len(data), 1_700_000_000
+            t.addfile(info, io.BytesIO(data))
+    return gzip.compress(buf.getvalue(), mtime=0)
+
+
+# --- content --------------------------------------------------------------------------------
+
+
+def test_content_commit_verifies_before_anything_is_visible(tmp_path: Path) -> None:
+    s = Store(tmp_path)
+    data = b"manifest bytes" * 100
+    d = dd.digest_bytes(data)
+    with s.content.writer(ref="m1") as w:
+        w.write(data[:500])
+        w.write(data[500:])
+        with pytest.raises(dd.DigestMismatchError):
+            w.commit(len(data), dd.digest_bytes(b"other"))
+        assert not s.content.exists(d)
+        with pytest.raises(E.FailedPreconditionError):
+            w.commit(len(data) + 1, d)
+        assert w.commit(len(data), d, {"containerd.io/distribution.source.docker.io": "library/x"}) == d
+    assert s.content.read(d) == data
+    info = s.content.info(d)
+    assert info.size == len(data) and info.labels == {"containerd.io/distribution.source.docker.io": "library/x"}
+    with pytest.raises(E.AlreadyExistsError):
+        s.content.writer(ref="m2", descriptor=Descriptor("application/json", d, len(data)))
+    with pytest.raises(E.ObjectNotFoundError):
+        s.content.status("m1")  # the ingest is gone
+
+
+def test_content_writer_resumes_and_is_exclusive(tmp_path: Path) -> None:
+    s = Store(tmp_path)
+    data = os.urandom(300_000)
+    w = s.content.writer(ref="layer-x", total=len(data))
+    w.write(data[:100_000])
+    with pytest.raises(E.LockedError):
+        s.content.writer(ref="layer-x")
+    w.close()
+    assert s.content.status("layer-x").offset == 100_000
+    w2 = s.content.writer(ref="layer-x")
+    assert w2.offset == 100_000
+    w2.write(data[100_000:])
+    assert w2.commit(len(data), dd.digest_bytes(data)) == dd.digest_bytes(data)
+
+
+def test_content_labels_update_and_walk_and_delete(tmp_path: Path) -> None:
+    s = Store(tmp_path)
+    digests = []
+    for i in range(3):
+        with s.content.writer(ref=f"r{i}") as w:
+            w.write(b"x" * (i + 1))
+            digests.append(w.commit(0, None))
+    info = s.content.info(digests[0])
+    updated = s.content.update(type(info)(info.digest, info.size, 0, 0, {"a": "1", "b": "2"}), "labels")
+    assert updated.labels == {"a": "1", "b": "2"}
+    s.content.update(type(info)(info.digest, info.size, 0, 0, {"a": "9"}), "labels.a", "labels.b")
+    assert s.content.info(digests[0]).labels == {"a": "9"}
+    seen: list[dd.Digest] = []
+    s.content.walk(lambda i: seen.append(i.digest))
+    assert sorted(map(str, seen)) == sorted(map(str, digests))
+    s.content.delete(digests[1])
+    with pytest.raises(E.ObjectNotFoundError):
+        s.content.info(digests[1])
+    s.content.writer(ref="abort-me").close()
+    s.content.abort("abort-me")
+    with pytest.raises(E.ObjectNotFoundError):
+        s.content.abort("abort-me")
+
+
+_INGEST_CHILD = """
+import os, sys, time
+from docker_distribution.store import Store
+s = Store(sys.argv[1])
+w = s.content.writer(ref="big-ingest", total=200 * 1024 * 1024)
+chunk = bytes(range(256)) * 4096  # 1 MiB, deterministic
+print("ready", flush=True)
+for i in range(200):
+    w.write(chunk)
+    w._file.flush()
+    time.sleep(0.01)
+"""
+
+
+def test_sigkill_mid_ingest_leaves_a_consistent_store_that_resumes(tmp_path: Path) -> None:
+    proc = subprocess.Popen([sys.executable, "-c", _INGEST_CHILD, str(tmp_path)], stdout=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == b"ready"
+    s = Store(tmp_path)
+    deadline = time.monotonic() + 30
+    while s.content.status("big-ingest").offset < 100 * 1024 * 1024 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    proc.stdout.close()
+    reopened = Store(tmp_path)
+    assert reopened.verify() == []
+    status = reopened.content.status("big-ingest")
+    assert status.total == 200 * 1024 * 1024
+    saved = status.offset
+    assert 100 * 1024 * 1024 <= saved < 200 * 1024 * 1024
+    w = reopened.content.writer(ref="big-ingest")  # the dead writer's lock died with it
+    assert w.offset == saved
+    full = (bytes(range(256)) * 4096) * 200
+    w.write(full[saved:])
+    assert w.commit(len(full), dd.digest_bytes(full)) == dd.digest_bytes(full)
+    assert reopened.verify() == []
+
+
+# --- images and references ------------------------------------------------------------------
+
+
+def test_image_store(tmp_path: Path) -> None:
+    s = Store(tmp_path)
+    config = b'{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}'
+    image_id = s.images.put(config)
+    assert image_id == dd.digest_bytes(config)
+    assert s.images.get(image_id) == config and s.images.list() == [image_id]
+    adapter = new_image_config_store_from_store(s.images)
+    assert adapter.put(config) == image_id and adapter.get(image_id) == config
+    with pytest.raises(E.StoreError):
+        s.images.put(b"[1, 2]")
+    s.images.delete(image_id)
+    with pytest.raises(E.ObjectNotFoundError):
+        s.images.get(image_id)
+
+
+def test_reference_store_semantics(tmp_path: Path) -> None:
+    s = Store(tmp_path)
+    a, b = dd.digest_bytes(b"a"), dd.digest_bytes(b"b")
+    busybox = parse_normalized_named("busybox")
+    s.references.add_tag(busybox, a)
+    assert s.references.get(parse_normalized_named("busybox:latest")) == a
+    s.references.add_tag(busybox, a)  # same id: no conflict
+    with pytest.raises(E.ReferenceConflictError) as info:
+        s.references.add_tag(busybox.with_tag("latest"), b)
+    assert str(info.value) == (f"Conflict: Tag busybox:latest is already set to image {a}, if you want to replace it, "
+                               "please use the force option")
+    s.references.add_tag(busybox.with_tag("latest"), b, force=True)
+    digest_ref = busybox.with_digest(dd.digest_bytes(b"manifest"))
+    s.references.add_digest(digest_ref, b)
+    with pytest.raises(E.ReferenceConflictError, match="Cannot overwrite digest"):
+        s.references.add_digest(digest_ref, a, force=True)
+    s.references.add_tag(parse_normalized_named("busybox:1.36"), b)
+    names = [str(x.ref) for x in s.references.references_by_name(busybox)]
+    assert names == sorted(names) and len(names) == 3
+    assert {str(r) for r in s.references.references(b)} == set(names)
+    assert json.loads((tmp_path / "repositories.json").read_text())["Repositories"]["busybox"]["busybox:latest"] == str(b)
+    assert s.references.delete(busybox)
+    with pytest.raises(E.ReferenceNotFoundError, match="reference does not exist"):
+        s.references.get(busybox)
+
+
+def _add_tags(root: str, worker: int) -> None:
+    s = Store(root)
+    for i in range(40):
+        s.references.add_tag(parse_normalized_named(f"repo{worker}:t{i}"), dd.digest_bytes(f"{worker}-{i}".encode()))
+
+
+def test_reference_store_is_safe_across_processes(tmp_path: Path) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_add_tags, args=(str(tmp_path), w)) for w in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+        assert p.exitcode == 0
+    repos = Store(tmp_path).references.all()
+    assert {k: len(v) for k, v in repos.items()} == {f"repo{w}": 40 for w in range(4)}
+
+
+# --- layers ---------------------------------------------------------------------------------
+
+
+def test_layers_register_chain_unpack_and_rebuild(tmp_path: Path) -> None:
+    s = Store(tmp_path / "store")
+    base = tgz({"etc/os": b"base", "etc/gone": b"x", "opt/keep": b"k"})
+    top = tgz({"etc/.wh.gone": b"", "etc/new": b"n"})
+    (tmp_path / "base.tgz").write_bytes(base)
+    l1 = s.layers.register_file(tmp_path / "base.tgz", None, digest=dd.digest_bytes(base), size=len(base))
+    l2 = s.layers.register(io.BytesIO(top), l1.chain_id)
+    assert l1.chain_id == l1.diff_id == dd.digest_bytes(gzip.decompress(base))
+    assert l2.chain_id == chain_id(l1.chain_id, l2.diff_id)
+    assert str(l2.chain_id) == "sha256:" + __import__("hashlib").sha256(f"{l1.chain_id} {l2.diff_id}".encode()).hexdigest()
+    assert dd.digest_bytes(l2.tar_stream().read()) == l2.diff_id == dd.digest_bytes(gzip.decompress(top))
+    out = tmp_path / "rootfs"
+    s.layers.unpack(l2.chain_id, out)
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()) == ["etc/new", "etc/os", "opt/keep"]
+    assert s.layers.references(l2.chain_id) == 1
+    l2.release()
+    assert s.layers.references(l2.chain_id) == 0
+    provider = new_layer_providers_from_store(s.layers)
+    pushed = provider.get(l2.chain_id)
+    assert pushed.diff_id() == l2.diff_id and pushed.media_type() == "application/vnd.docker.image.rootfs.diff.tar"
+    parent = pushed.parent()
+    assert parent is not None and parent.diff_id() == l1.diff_id
+    empty = provider.get(None)
+    assert empty.diff_id() == EMPTY_LAYER_DIFF_ID and dd.digest_bytes(empty.open().read()) == EMPTY_LAYER_DIFF_ID
+    assert s.verify() == []
+
+
+def test_a_bad_layer_registers_nothing(tmp_path: Path) -> None:
+    s = Store(tmp_path)
+    data = tgz({"f": b"x"})
+    with pytest.raises(dd.DigestMismatchError):
+        s.layers.register_file(_write(tmp_path / "l.tgz", data), None, digest=dd.digest_bytes(b"nope"))
+    assert s.layers.list() == [] and s.leftovers() == []
+
+
+def _write(p: Path, data: bytes) -> Path:
+    p.write_bytes(data)
+    return p
+
+
+_CHAIN_CHILD = """
+import io, sys, threading
+sys.path.insert(0, sys.argv[2])
+from test_store import tgz
+from docker_distribution.store import Store
+s = Store(sys.argv[1])
+layers = [tgz({f"l{i}/f{j}": bytes([i]) * 5000 for j in range(30)}) for i in range(6)]
+errors = []
+def work(t):
+    try:
+        parent = None
+        # threads register overlapping chains: all share the first layers, then diverge
+        for i in range(3 + t % 4):
+            l = s.layers.register(io.BytesIO(layers[i]), parent)
+            parent = l.chain_id
+    except Exception as e:
+        errors.append(repr(e))
+threads = [threading.Thread(target=work, args=(t,)) for t in range(8)]
+[t.start() for t in threads]
+[t.join() for t in threads]
+print("errors", errors)
+sys.exit(1 if errors else 0)
+"""
+
+
+def test_concurrent_layer_registration_from_threads_and_processes(tmp_path: Path) -> None:
+    here = str(Path(__file__).parent)
+    procs = [subprocess.Popen([sys.executable, "-c", _CHAIN_CHILD, str(tmp_path), here]) for _ in range(2)]
+    assert [p.wait() for p in procs] == [0, 0]
+    s = Store(tmp_path)
+    infos = s.layers.list()
+    assert len(infos) == 6  # one chain, registered by 16 writers, stored once each
+    assert all(s.layers.references(i.chain_id) == 0 for i in infos)
+    assert s.verify() == [] and s.leftovers() == []
+
+
+# --- V2 metadata ----------------------------------------------------------------------------
+
+
+def test_v2_metadata_service(tmp_path: Path) -> None:
+    svc = V2MetadataService(FSMetadataStore(tmp_path))
+    diff_ids = [dd.digest_bytes(f"diff{i}".encode()) for i in range(3)]
+    counts = [1, 2, 100]
+    added: list[list[V2Metadata]] = []
+    for diff_id, n in zip(diff_ids, counts):
+        metas = [V2Metadata(dd.digest_bytes(f"{diff_id}-{j}".encode()), f"docker.io/library/r{j}") for j in range(n)]
+        for m in metas:
+            svc.add(diff_id, m)
+        added.append(metas)
+    for diff_id, metas in zip(diff_ids, added):
+        assert svc.get_metadata(diff_id) == metas[-50:]
+        for m in metas:
+            assert svc.get_diff_id(m.digest) == diff_id
+    with pytest.raises(E.ObjectNotFoundError):
+        svc.get_metadata(dd.digest_bytes(b"unknown"))
+    with pytest.raises(E.ObjectNotFoundError):
+        svc.get_diff_id(dd.digest_bytes(b"unknown"))
+    svc.add(diff_ids[1], added[0][0])
+    assert svc.get_diff_id(added[0][0].digest) == diff_ids[1]
+    svc.remove(added[0][0])
+    with pytest.raises(E.ObjectNotFoundError):
+        svc.get_diff_id(added[0][0].digest)
+    # the no-op service
+    none = V2MetadataService(None)
+    none.add(diff_ids[0], added[0][0])
+    with pytest.raises(E.StoreError, match="no metadata storage"):
+        none.get_metadata(diff_ids[0])
+
+
+def test_v2_metadata_hmac() -> None:
+    assert compute_v2_metadata_hmac_key(AuthConfig()) == b"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
+    assert compute_v2_metadata_hmac_key(None) is None
+    key = compute_v2_metadata_hmac_key(AuthConfig(username="u", password="p"))
+    meta = V2Metadata(dd.digest_bytes(b"x"), "docker.io/library/busybox")
+    tag = compute_v2_metadata_hmac(key, meta)
+    tagged = V2Metadata(meta.digest, meta.source_repository, tag)
+    assert check_v2_metadata_hmac(tagged, key)
+    assert not check_v2_metadata_hmac(tagged, b"other")
+    assert check_v2_metadata_hmac(meta, None) and not check_v2_metadata_hmac(meta, key)
+    assert compute_v2_metadata_hmac(None, meta) == ""
+
+
+# --- GC and verify --------------------------------------------------------------------------
+
+
+def test_prune_removes_what_nothing_references_and_verify_finds_corruption(tmp_path: Path) -> None:
+    s = Store(tmp_path / "s")
+    layer = s.layers.register(io.BytesIO(tgz({"f": b"data"})), None)
+    layer.release()
+    config = json.dumps({"os": "linux", "rootfs": {"type": "layers", "diff_ids": [str(layer.diff_id)]}}).encode()
+    image_id = s.images.put(config)
+    ref = parse_normalized_named("example.com/app:1")
+    s.references.add_tag(ref, image_id)
+    with s.content.writer(ref="manifest") as w:
+        w.write(b'{"schemaVersion":2,"config":{"digest":"%s"},"layers":[]}' % str(image_id).encode())
+        manifest = w.commit(0, None)
+    s.references.add_digest(ref.with_digest(manifest), image_id)
+    assert s.prune().images == [] and s.verify() == []
+    blob = s.content.blob_path(manifest)
+    blob.chmod(0o644)
+    original = blob.read_bytes()
+    blob.write_bytes(original.replace(b"2", b"3", 1))
+    assert any("content" in p for p in s.verify())
+    blob.write_bytes(original)
+    (s.layers.layer_dir(layer.chain_id) / "diff" / "f").write_bytes(b"DATA")
+    assert any("layer" in p for p in s.verify())
+    (s.layers.layer_dir(layer.chain_id) / "diff" / "f").write_bytes(b"data")
+    out = s.remove_image(ref.with_digest(manifest))
+    assert s.images.list() == [image_id]  # still tagged example.com/app:1
+    out = s.remove_image(ref)
+    assert out[0] == "Untagged: example.com/app:1" and f"Deleted: {image_id}" in out
+    assert s.images.list() == [] and s.layers.list() == []
+    blobs: list[dd.Digest] = []
+    s.content.walk(lambda i: blobs.append(i.digest))
+    assert blobs == []
+    assert s.verify() == []
+
+
+def test_default_root_follows_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from docker_distribution.store import default_root
+
+    monkeypatch.setenv("DOCKER_DISTRIBUTION_ROOT", str(tmp_path / "x"))
+    assert default_root() == tmp_path / "x"
+    monkeypatch.delenv("DOCKER_DISTRIBUTION_ROOT")
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    assert default_root() == tmp_path / "data" / "docker-distribution"
+
+
+def test_threads_share_one_content_store(tmp_path: Path) -> None:
+    s = Store(tmp_path)
+    results: list[dd.Digest] = []
+
+    def work(i: int) -> None:
+        data = f"blob {i % 4}".encode() * 1000
+        try:
+            with s.content.writer(ref=f"t{i}") as w:
+                w.write(data)
+                results.append(w.commit(len(data), dd.digest_bytes(data)))
+        except E.AlreadyExistsError:
+            results.append(dd.digest_bytes(data))
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 16 and len(set(results)) == 4
+    assert s.verify() == [] and s.leftovers() == []
