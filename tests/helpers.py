@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import stat
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from docker_distribution import Digest
 from docker_distribution.mediatype import DOCKER_CONFIG, DOCKER_MANIFEST
@@ -24,3 +28,21 @@ def push_empty_image(repo: Repository, *tags: str, label: str = "x") -> Digest:
         results = list(pool.map(lambda t: repo.put_manifest(t, manifest, DOCKER_MANIFEST), tags or (str(digest),)))
     assert set(results) == {digest}
     return digest
+
+
+def tree(root: Path) -> dict[str, tuple[str, ...]]:
+    """Paths → (kind, mode, content digest or link target): what 'identical tree' means here."""
+    out: dict[str, tuple[str, ...]] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            p = Path(dirpath) / name
+            rel = str(p.relative_to(root))
+            st_ = p.lstat()
+            mode = oct(stat.S_IMODE(st_.st_mode))
+            if stat.S_ISLNK(st_.st_mode):
+                out[rel] = ("link", os.readlink(p))
+            elif stat.S_ISDIR(st_.st_mode):
+                out[rel] = ("dir", mode)
+            else:
+                out[rel] = ("file", mode, hashlib.sha256(p.read_bytes()).hexdigest())
+    return out

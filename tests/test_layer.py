@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import gzip
-import hashlib
 import io
 import os
 import shutil
@@ -28,26 +27,9 @@ from docker_distribution.layer import (
     apply_layer,
     produce_layer,
 )
+from helpers import tree
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-
-def tree(root: Path) -> dict[str, tuple[str, ...]]:
-    """Paths → (kind, mode, content digest or link target): what 'identical tree' means here."""
-    out: dict[str, tuple[str, ...]] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            p = Path(dirpath) / name
-            rel = str(p.relative_to(root))
-            st_ = p.lstat()
-            mode = oct(stat.S_IMODE(st_.st_mode))
-            if stat.S_ISLNK(st_.st_mode):
-                out[rel] = ("link", os.readlink(p))
-            elif stat.S_ISDIR(st_.st_mode):
-                out[rel] = ("dir", mode)
-            else:
-                out[rel] = ("file", mode, hashlib.sha256(p.read_bytes()).hexdigest())
-    return out
 
 
 def make_tar(entries: list[tuple[str, str, bytes | str]], *, fmt: int = tarfile.PAX_FORMAT) -> bytes:

@@ -16,6 +16,9 @@ from . import __version__
 from .config import Config
 from .digest import SHA256, Digest
 from .errors import DistributionError
+from .platform import parse_platform
+from .progress import JSONProgress, NullProgress, TerminalProgress, format_bytes
+from .pull import pull_image
 from .reference import parse_normalized_named
 from .registry.auth import AuthConfig, DockerConfigFile
 from .registry.login import login, stored_credentials
@@ -26,7 +29,82 @@ from .registry.service import (
     ServiceOptions,
     normalize_index_name,
 )
+from .store import ROOT_ENV, Store
 from .tags import tags
+
+
+def _store(args: argparse.Namespace) -> Store:
+    return Store(args.root)
+
+
+def _cmd_pull(args: argparse.Namespace) -> int:
+    ref = parse_normalized_named(args.ref)
+    if ref.is_name_only and not args.all_tags:
+        ref = ref.tag_name_only()
+    out = JSONProgress() if args.json else NullProgress() if args.quiet else TerminalProgress()
+    cfg = Config(registry_service=_service(args), progress_output=out)
+    platform = parse_platform(args.platform) if args.platform else None
+    pull_image(ref, _store(args), config=cfg, platform=platform,
+               max_concurrent_downloads=args.max_concurrent_downloads)
+    if args.quiet:
+        print(ref.familiar if not ref.is_name_only else ref.familiar_name)
+    elif not args.json:
+        print(ref)  # docker prints the full reference last
+    return 0
+
+
+def _cmd_images(args: argparse.Namespace) -> int:
+    store = _store(args)
+    rows = [("REPOSITORY", "TAG", "IMAGE ID", "SIZE")]
+    for name, repo in sorted(store.references.all().items()):
+        for key, value in sorted(repo.items()):
+            image_id = Digest.parse(value)
+            tag = key.split("@", 1)[1] if "@" in key else key.rsplit(":", 1)[1]
+            if "@" in key:
+                continue
+            size = 0
+            cid = store.image_chain_id(image_id)
+            if cid is not None:
+                size = sum(i.size for i in store.layers.chain(cid))
+            rows.append((name, tag, image_id.short_id, format_bytes(size)))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    for r in rows:
+        print("   ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+    return 0
+
+
+def _cmd_unpack(args: argparse.Namespace) -> int:
+    store = _store(args)
+    image_id = store.resolve(parse_normalized_named(args.ref).tag_name_only() if "@" not in args.ref else
+                             parse_normalized_named(args.ref))
+    store.unpack(image_id, args.dir)
+    return 0
+
+
+def _cmd_rmi(args: argparse.Namespace) -> int:
+    store = _store(args)
+    for r in args.refs:
+        ref = parse_normalized_named(r)
+        for line in store.remove_image(ref if ref.digest else ref.tag_name_only()):
+            print(line)
+    return 0
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    problems = _store(args).verify()
+    for p in problems:
+        print(p)
+    print("store is consistent" if not problems else f"{len(problems)} problem(s)")
+    return 1 if problems else 0
+
+
+def _cmd_prune(args: argparse.Namespace) -> int:
+    report = _store(args).prune()
+    for kind, items in (("image", report.images), ("layer", report.layers), ("content", report.content),
+                        ("leftover", report.leftovers)):
+        for i in items:
+            print(f"deleted {kind} {i}")
+    return 0
 
 
 def _service(args: argparse.Namespace) -> RegistryService:
@@ -94,6 +172,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="docker-distribution", description=__doc__)
     parser.add_argument("--version", action="version", version=f"docker-distribution {__version__}")
     parser.add_argument("--debug", action="store_true", help="log at DEBUG level (credentials are never logged)")
+    parser.add_argument("--root", metavar="DIR", default=None,
+                        help=f"the store (default: ${ROOT_ENV}, else the user data directory)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     registry_opts = argparse.ArgumentParser(add_help=False)
@@ -117,6 +197,33 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-p", "--password")
     p.add_argument("--password-stdin", action="store_true")
     p.set_defaults(func=_cmd_login)
+
+    p = sub.add_parser("pull", parents=[registry_opts], help="pull an image into the local store")
+    p.add_argument("ref", metavar="REF")
+    p.add_argument("-a", "--all-tags", action="store_true", help="pull every tag of the repository")
+    p.add_argument("--platform", metavar="OS/ARCH[/VARIANT]")
+    p.add_argument("--max-concurrent-downloads", type=int, default=3)
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("--json", action="store_true", help="moby's JSON progress stream, one object per line")
+    p.set_defaults(func=_cmd_pull)
+
+    p = sub.add_parser("images", help="list images in the local store")
+    p.set_defaults(func=_cmd_images)
+
+    p = sub.add_parser("unpack", help="write an image's root filesystem into a directory")
+    p.add_argument("ref", metavar="REF")
+    p.add_argument("dir", metavar="DIR")
+    p.set_defaults(func=_cmd_unpack)
+
+    p = sub.add_parser("rmi", help="remove images (untag, then prune what nothing needs)")
+    p.add_argument("refs", nargs="+", metavar="REF")
+    p.set_defaults(func=_cmd_rmi)
+
+    system = sub.add_parser("system", help="store maintenance").add_subparsers(dest="system", required=True)
+    p = system.add_parser("verify", help="re-hash everything in the store and report problems")
+    p.set_defaults(func=_cmd_verify)
+    p = system.add_parser("prune", help="remove what no image needs, and crash leftovers")
+    p.set_defaults(func=_cmd_prune)
 
     p = sub.add_parser("logout", help="remove stored credentials for a registry")
     p.add_argument("server", nargs="?", metavar="SERVER")

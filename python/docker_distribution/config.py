@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from .progress import NullProgress, ProgressOutput
 from .reference import Reference
 from .registry.auth import AuthConfig
 from .registry.service import APIEndpoint, RegistryService
@@ -41,6 +42,7 @@ class Config:
 
     meta_headers: Mapping[str, Sequence[str]] = field(default_factory=dict)
     auth_config: AuthConfig | None = None
+    progress_output: ProgressOutput = field(default_factory=NullProgress)
     registry_service: RegistryResolver = field(default_factory=RegistryService)
     image_event_logger: ImageEventLogger | None = None
     #: transport-level retries of idempotent requests (beyond moby, which has none)

@@ -692,7 +692,7 @@ def retry_on_error(err: BaseException) -> BaseException:
     if isinstance(err, _NOT_RETRIED_CODES) and not err.bare:
         return DoNotRetry(err)
     if isinstance(err, (NoBasicAuthCredentialsError, NoTokenError, UnexpectedHTTPResponseError,
-                        UnsupportedMediaTypeError, BlobUnknownError)):
+                        UnsupportedMediaTypeError, BlobUnknownError, VerificationError, LayerError)):
         return DoNotRetry(err)
     if isinstance(err, OSError) and "no space left on device" in str(err).lower():
         return DoNotRetry(err)

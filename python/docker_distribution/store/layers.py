@@ -124,17 +124,35 @@ class PendingLayer:
         fcntl.flock(self._lock, fcntl.LOCK_EX)
         self._applier = LayerApplier(self.tmp / "diff", mode="diff", split=self.tmp / "tar-split.zst",
                                      digest=digest, size=size, limits=store.limits)
+        self._applied: AppliedLayer | None = None
+        #: compressed bytes handed over so far (where a resumed download continues)
+        self.fed = 0
 
     def feed(self, data: bytes) -> None:
         self._applier.feed(data)
+        self.fed += len(data)
+
+    def complete(self) -> AppliedLayer:
+        """End of input: wait until every byte is verified and written (the parent is not needed yet)."""
+        if self._applied is None:
+            try:
+                self._applied = self._applier.finish()
+            except BaseException:
+                self._cleanup()
+                raise
+        return self._applied
+
+    def publish(self, parent: Digest | None) -> Layer:
+        """Put the completed layer into the store on top of ``parent`` (layers download in parallel;
+        only this last step waits for the parent)."""
+        if parent is not None and not self.store.exists(parent):
+            self._cleanup()
+            raise ObjectNotFoundError(f"layer {parent}: not found")
+        self.parent = parent
+        return self.store._publish(self, self.complete())
 
     def finish(self) -> Layer:
-        try:
-            applied = self._applier.finish()
-        except BaseException:
-            self._cleanup()
-            raise
-        return self.store._publish(self, applied)
+        return self.publish(self.parent)
 
     def abort(self) -> None:
         with contextlib.suppress(Exception):

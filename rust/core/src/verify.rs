@@ -61,6 +61,11 @@ impl<R: Read> VerifyingReader<R> {
     pub fn count(&self) -> u64 {
         self.digester.written()
     }
+
+    /// Whether a digest or size was promised (so reading to the end proves something).
+    pub fn has_expectations(&self) -> bool {
+        self.expected.is_some() || self.size.is_some()
+    }
 }
 
 impl<R: Read> Read for VerifyingReader<R> {

@@ -198,6 +198,16 @@ fn decode_into<R: Read + Send>(input: R, expected: Option<Digest>, size: Option<
         }
         Err(e) => {
             tx.fail(e.to_string());
+            // Corrupt data with a known digest: read on to the end, so a blob that is not what was
+            // promised is reported as the digest mismatch it is (and not as a decoder error).
+            if matches!(e, Error::Decompression { .. }) && verifier.has_expectations() {
+                if let Err(io) = io::copy(&mut verifier, &mut io::sink()) {
+                    let verified = Error::from_io(io);
+                    if matches!(verified, Error::DigestMismatch { .. } | Error::SizeMismatch { .. }) {
+                        return Err(verified);
+                    }
+                }
+            }
             Err(e)
         }
     }

@@ -1,0 +1,173 @@
+"""Progress in moby's vocabulary (spec §2.13): items, outputs, and the JSON stream format.
+
+A :class:`Progress` is either a message (``Pulling from library/busybox``, ``Digest: …``) or an
+action with counts (``Downloading`` 1.2MB/3.4MB). Outputs receive items; :class:`JSONProgress`
+writes moby's JSON stream (one object per line), :class:`TerminalProgress` draws docker-style
+per-layer lines, and :class:`ProgressReader` turns byte counts into throttled action updates.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TextIO
+
+__all__ = ["CollectingProgress", "JSONProgress", "NullProgress", "Progress", "ProgressOutput", "ProgressReader",
+           "TerminalProgress", "format_bytes", "render"]
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    id: str = ""
+    message: str = ""
+    action: str = ""
+    current: int = 0
+    total: int = 0
+    hide_counts: bool = False
+    aux: Mapping[str, Any] | None = None
+    last_update: bool = False
+
+
+class ProgressOutput(Protocol):
+    def write_progress(self, p: Progress) -> None: ...
+
+
+class NullProgress:
+    def write_progress(self, p: Progress) -> None:
+        pass
+
+
+@dataclass
+class CollectingProgress:
+    """Keeps every item (for tests and for callers that render themselves)."""
+
+    items: list[Progress] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def write_progress(self, p: Progress) -> None:
+        with self._lock:
+            self.items.append(p)
+
+    def last(self, id: str) -> Progress:
+        return [p for p in self.items if p.id == id][-1]
+
+    def texts(self) -> list[str]:
+        return [p.message or p.action for p in self.items]
+
+
+def format_bytes(n: float) -> str:
+    """Docker's ``units.HumanSize`` (decimal, 3 significant digits)."""
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.3g}{unit}"
+        n /= 1000
+    return f"{n}B"  # pragma: no cover
+
+
+def _bar(current: int, total: int, width: int = 50) -> str:
+    if total <= 0:
+        return ""
+    filled = min(width, int(width * current / total))
+    arrow = ">" if filled < width else ""
+    head = "=" * max(0, filled - (1 if arrow else 0)) + arrow
+    return f"[{head}{' ' * (width - len(head))}] {format_bytes(current)}/{format_bytes(total)}"
+
+
+def render(p: Progress) -> dict[str, Any]:
+    """moby's JSON message for one item (zero fields omitted, ``progressDetail`` always present for actions)."""
+    if p.aux is not None:
+        return {"progressDetail": {}, "aux": dict(p.aux)}
+    if p.message:
+        out: dict[str, Any] = {"status": p.message}
+    else:
+        detail: dict[str, int] = {}
+        if p.current:
+            detail["current"] = p.current
+        if p.total:
+            detail["total"] = p.total
+        out = {"status": p.action, "progressDetail": detail}
+        bar = _bar(p.current, p.total) if not p.hide_counts else ""
+        if bar:
+            out["progress"] = bar
+    if p.id:
+        out["id"] = p.id
+    return out
+
+
+class JSONProgress:
+    """moby's JSON progress stream: one object per line."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream or sys.stdout
+        self._lock = threading.Lock()
+
+    def write_progress(self, p: Progress) -> None:
+        line = json.dumps(render(p), separators=(",", ":"))
+        with self._lock:
+            self.stream.write(line + "\n")
+            self.stream.flush()
+
+
+class TerminalProgress:
+    """docker-style output: on a TTY one live line per layer; otherwise plain lines as they change."""
+
+    def __init__(self, stream: TextIO | None = None, *, tty: bool | None = None) -> None:
+        self.stream = stream or sys.stdout
+        self.tty = self.stream.isatty() if tty is None else tty
+        self._lines: list[str] = []  # ids with a live line, in order
+        self._text: dict[str, str] = {}
+        self._lock = threading.Lock()
+        self._last_plain: dict[str, str] = {}
+
+    def write_progress(self, p: Progress) -> None:
+        if p.aux is not None:
+            return
+        status = p.message or p.action
+        line = f"{p.id}: {status}" if p.id else status
+        if p.action and not p.hide_counts and p.total:
+            line += " " + _bar(p.current, p.total)
+        with self._lock:
+            if not self.tty or not p.id:
+                if not p.id or self._last_plain.get(p.id) != status:
+                    self.stream.write(line + "\n")
+                    self._last_plain[p.id] = status
+                    if self.tty:
+                        self._lines.clear()
+                self.stream.flush()
+                return
+            if p.id not in self._text:
+                self._lines.append(p.id)
+                self.stream.write(line + "\n")
+            else:
+                up = len(self._lines) - self._lines.index(p.id)
+                self.stream.write(f"\x1b[{up}A\r\x1b[2K{line}\x1b[{up}B\r")
+            self._text[p.id] = line
+            self.stream.flush()
+
+
+class ProgressReader:
+    """Counts bytes and emits ``action`` updates every min(512 KiB, 1% of total), at most 10 per second."""
+
+    def __init__(self, out: ProgressOutput, id: str, action: str, total: int) -> None:
+        self.out, self.id, self.action, self.total = out, id, action, total
+        self.current = 0
+        self._step = min(512 * 1024, max(1, total // 100)) if total else 512 * 1024
+        self._next = self._step
+        self._last = 0.0
+
+    def add(self, n: int) -> None:
+        self.current += n
+        if self.current >= self._next:
+            self._next = self.current + self._step
+            now = time.monotonic()
+            if now - self._last >= 0.1:
+                self._last = now
+                self.out.write_progress(Progress(self.id, action=self.action, current=self.current, total=self.total))
+
+    def finish(self) -> None:
+        self.out.write_progress(Progress(self.id, action=self.action, current=max(self.current, self.total),
+                                         total=self.total))

@@ -1,0 +1,525 @@
+"""``pull()``: moby's ``distribution.Pull`` (spec §2), on the embedded store.
+
+Endpoints are tried in order (mirrors first, for any registry); a tag is resolved to a
+digest and the manifest fetched by digest (so it is verified) through the content store,
+which keeps it with its distribution-source label. Indexes pick the platform as moby does
+on Linux. Layers stream from the registry straight into the layer store (verify, decompress,
+diffID and write in one pass), three at a time, while the config is fetched; their diffIDs
+must match the config's ``rootfs``. Then the image is stored and tagged.
+
+Beyond moby: a connection that drops mid-layer resumes with a Range request (and a server
+that ignores Range is handled), and zstd layers are accepted.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .config import Config
+from .descriptor import Descriptor
+from .digest import Digest
+from .errors import (
+    AIModelNotSupportedError,
+    AlreadyExistsError,
+    DeprecatedSchema1ImageError,
+    DigestMismatchError,
+    DistributionError,
+    DoNotRetry,
+    FallbackError,
+    ImageConfigPullError,
+    ObjectNotFoundError,
+    ReferenceNotFoundError,
+    TransportError,
+    UnsupportedMediaTypeError,
+    retry_on_error,
+)
+from .fallback import pull_endpoints, resolve_auth
+from .manifest import (
+    ImageIndex,
+    ImageManifest,
+    Schema1Manifest,
+    detect_manifest_blob_media_type,
+    parse_manifest,
+)
+from .mediatype import (
+    AI_MODEL_PREFIX,
+    DEFAULT_IMAGE_TYPES,
+    DOCKER_PLUGIN_CONFIG,
+    INDEX_TYPES,
+    MANIFEST_TYPES,
+    SUPPORTED_MEDIA_TYPE_PREFIXES,
+)
+from .metadata import V2Metadata, V2MetadataService
+from .platform import (
+    Platform,
+    default_platform,
+    filter_manifests,
+    format_all,
+    normalize,
+)
+from .progress import Progress, ProgressOutput, ProgressReader
+from .reference import Reference
+from .registry.client import Repository, connect, parse_content_range
+from .registry.service import APIEndpoint
+from .store import Store
+from .store.content import ContentStore
+from .store.images import ImageStore
+from .store.layers import PendingLayer
+from .store.references import ReferenceStore
+from .xfer.download import LayerDownloadManager
+from .xfer.transfer import TransferContext
+
+__all__ = ["ImagePullConfig", "NoMatchesError", "pull", "pull_image"]
+
+log = logging.getLogger(__name__)
+
+DIST_SOURCE_LABEL = "containerd.io/distribution.source"
+CONFIG_ATTEMPTS = 5  # moby's config blob retries, 250 ms doubling
+CONFIG_BACKOFF = 0.25
+#: a blob stream that breaks is resumed in place (Range from the bytes already applied) this often
+RESUMES_PER_ATTEMPT = 5
+_CHUNK = 1 << 20
+
+
+class NoMatchesError(DistributionError):
+    """``no matching manifest for <platform> in the manifest list entries``."""
+
+    def __init__(self, platform: Platform | None) -> None:
+        p = platform if platform is not None and platform.os else default_platform()
+        super().__init__(f"no matching manifest for {format_all(p)} in the manifest list entries")
+
+
+class InvalidManifestClassError(DistributionError):
+    def __init__(self, media_type: str, cls: str) -> None:
+        super().__init__(f'Encountered remote "{media_type}"({cls}) when fetching')
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImagePullConfig(Config):
+    """moby's ``ImagePullConfig``: the stores to pull into, plus pull options."""
+
+    image_store: ImageStore
+    reference_store: ReferenceStore | None = None
+    metadata: V2MetadataService | None = None
+    download_manager: LayerDownloadManager
+    schema2_types: Sequence[str] = ()
+    platform: Platform | None = None
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+
+def pull(ref: Reference, config: ImagePullConfig, local: ContentStore) -> None:
+    """Pull ``ref`` (a tag, a digest, or a name for all its tags) into the configured stores."""
+    auth = resolve_auth(config, ref)
+
+    def attempt(endpoint: APIEndpoint, repo_name: Reference) -> None:
+        log.debug("Trying to pull %s from %s", ref.familiar, endpoint.url)
+        repo = connect(repo_name, endpoint, auth_config=auth, actions=("pull",), meta_headers=config.meta_headers,
+                       retry=config.retry)
+        _Puller(config, local, repo).pull(ref)
+
+    pull_endpoints(ref, config, attempt)
+    if config.image_event_logger is not None:
+        config.image_event_logger(ref.familiar, ref.familiar_name, "pull")
+
+
+def pull_image(ref: Reference, store: Store | None = None, *, config: Config | None = None,
+               platform: Platform | None = None, max_concurrent_downloads: int = 3,
+               progress_output: ProgressOutput | None = None) -> Digest | None:
+    """Pull into the embedded store (the default root unless ``store`` is given); returns the image
+    ID (None for a name-only reference, which pulls every tag)."""
+    store = store or Store()
+    base = config or Config()
+    cfg = ImagePullConfig(
+        meta_headers=base.meta_headers, auth_config=base.auth_config,
+        progress_output=progress_output or base.progress_output, registry_service=base.registry_service,
+        image_event_logger=base.image_event_logger, retry=base.retry,
+        image_store=store.images, reference_store=store.references, metadata=store.v2_metadata,
+        download_manager=LayerDownloadManager(store.layers, max_concurrent_downloads), platform=platform,
+    )
+    pull(ref, cfg, store.content)
+    return None if ref.is_name_only else store.references.get(ref)
+
+
+class _Puller:
+    def __init__(self, config: ImagePullConfig, local: ContentStore, repo: Repository) -> None:
+        self.config = config
+        self.local = local
+        self.repo = repo
+        self.out = config.progress_output
+
+    def pull(self, ref: Reference) -> None:
+        if ref.tag is not None or ref.digest is not None:
+            downloaded = self.pull_tag(ref)
+        else:
+            downloaded = False
+            for tag in self.repo.tags():
+                try:
+                    downloaded = self.pull_tag(ref.with_tag(tag)) or downloaded
+                except FallbackError as exc:
+                    raise exc.err from exc  # no endpoint fallback in the middle of pull-all-tags
+        status = "Downloaded newer image" if downloaded else "Image is up to date"
+        self.out.write_progress(Progress(message=f"Status: {status} for {ref.familiar}"))
+
+    # --- one tag ---------------------------------------------------------------------------
+
+    def pull_tag(self, ref: Reference) -> bool:
+        if ref.digest is not None:
+            desc = Descriptor("", Digest.parse(ref.digest), 0)
+            tag_or_digest = str(ref)
+        else:
+            assert ref.tag is not None
+            desc = self.repo.resolve(ref.tag)
+            tag_or_digest = ref.tag
+        manifest = self._get_manifest(desc, ref)
+        if isinstance(manifest, ImageManifest) and manifest.media_type == "application/vnd.docker.distribution.manifest.v2+json":
+            self._validate_media_type(manifest.config.media_type)
+        self.out.write_progress(Progress(tag_or_digest, message=f"Pulling from {self.repo.path}"))
+        if isinstance(manifest, Schema1Manifest):
+            raise DeprecatedSchema1ImageError(ref)
+        if isinstance(manifest, ImageManifest):
+            image_id, manifest_digest = self._pull_image_manifest(ref, manifest, self.config.platform)
+        elif isinstance(manifest, ImageIndex):
+            image_id, manifest_digest = self._pull_index(ref, manifest)
+        else:  # pragma: no cover
+            raise DistributionError("unsupported manifest format")
+        self.out.write_progress(Progress(message=f"Digest: {manifest_digest}"))
+        store = self.config.reference_store
+        if store is None:
+            return True
+        try:
+            old = store.get(ref)
+        except ReferenceNotFoundError:
+            old = None
+        if old == image_id:
+            self._add_digest_reference(ref, manifest_digest, image_id)
+            return False
+        if ref.digest is not None:
+            store.add_digest(ref, image_id, force=True)
+        else:
+            self._add_digest_reference(ref, manifest_digest, image_id)
+            store.add_tag(ref, image_id, force=True)
+        return True
+
+    def _add_digest_reference(self, ref: Reference, manifest_digest: Digest, image_id: Digest) -> None:
+        store = self.config.reference_store
+        assert store is not None
+        digest_ref = ref.trim().with_digest(manifest_digest)
+        try:
+            existing = store.get(digest_ref)
+        except ReferenceNotFoundError:
+            store.add_digest(digest_ref, image_id, force=True)
+            return
+        if existing != image_id:
+            log.error("Image ID for digest %s changed from %s to %s, cannot update", manifest_digest, existing, image_id)
+
+    def _validate_media_type(self, mt: str) -> None:
+        allowed = self.config.schema2_types or DEFAULT_IMAGE_TYPES
+        if mt not in allowed:
+            cls = "image" if mt in DEFAULT_IMAGE_TYPES else "plugin" if mt == DOCKER_PLUGIN_CONFIG else "unknown"
+            raise InvalidManifestClassError(mt, cls)
+
+    # --- manifests through the content store (spec §2.7) -----------------------------------
+
+    def _label_key(self) -> str:
+        return f"{DIST_SOURCE_LABEL}.{self.repo.named.domain or 'docker.io'}"
+
+    def _get_manifest(self, desc: Descriptor, ref: Reference) -> ImageManifest | ImageIndex | Schema1Manifest:
+        mt = desc.media_type
+        if not mt:
+            try:
+                mt = detect_manifest_blob_media_type(self.local.read(desc.digest))
+            except ObjectNotFoundError:
+                pass
+            except (DistributionError, ValueError) as exc:
+                log.warning("Error looking up media type of content: %s", exc)
+        kind = "index" if mt in INDEX_TYPES else "manifest" if mt in MANIFEST_TYPES else "unknown"
+        key = f"{kind}-{desc.digest}"
+        writer = None
+        try:
+            writer = self.local.writer(ref=key, descriptor=Descriptor(mt, desc.digest, desc.size))
+        except AlreadyExistsError:
+            try:
+                return self._get_local(desc.digest, mt, ref)
+            except (DistributionError, ValueError):
+                pass
+        except DistributionError as exc:
+            log.debug("local content store unavailable for %s: %s", desc.digest, exc)
+        try:
+            raw = self.repo.get_manifest(str(desc.digest))
+        except BaseException:
+            if writer is not None:
+                writer.close()
+                try:
+                    self.local.abort(key)
+                except DistributionError as exc:
+                    log.warning("Error aborting content ingest: %s", exc)
+            raise
+        if writer is not None:
+            try:
+                writer.truncate(0)
+                writer.write(raw.payload)
+                writer.commit(len(raw.payload), desc.digest, {self._label_key(): self.repo.path})
+            except (DistributionError, OSError) as exc:
+                log.warning("Error persisting manifest: %s", exc)
+                writer.close()
+                try:
+                    self.local.abort(key)
+                except DistributionError:
+                    pass
+        return parse_manifest(raw.media_type, raw.payload, raw.digest)
+
+    def _get_local(self, digest: Digest, mt: str, ref: Reference) -> ImageManifest | ImageIndex | Schema1Manifest:
+        data = self.local.read(digest)
+        info = self.local.info(digest)
+        label = self._label_key()
+        sources = [s for s in info.labels.get(label, "").split(",") if s]
+        if ref.digest is not None and self.repo.path not in sources:
+            if not self.repo.manifest_exists(digest):
+                raise ObjectNotFoundError(f"manifest {digest} not found")
+        if self.repo.path not in sources:
+            new = dict(info.labels)
+            new[label] = ",".join(sorted(set(sources) | {self.repo.path}))
+            try:
+                self.local.update(type(info)(info.digest, info.size, info.created_at, info.updated_at, new),
+                                  f"labels.{label}")
+            except DistributionError as exc:
+                log.warning("Error updating distribution source label: %s", exc)
+        digest.verify_bytes(data)
+        return parse_manifest(mt or detect_manifest_blob_media_type(data), data, digest)
+
+    # --- images ----------------------------------------------------------------------------
+
+    def _pull_image_manifest(self, ref: Reference, m: ImageManifest, platform: Platform | None) -> tuple[Digest, Digest]:
+        if ref.digest is not None:
+            want = Digest.parse(ref.digest)
+            if Digest.from_bytes(m.raw, want.algorithm) != want:
+                raise DistributionError(f"manifest verification failed for digest {want}")
+            manifest_digest = want
+        else:
+            manifest_digest = Digest.from_bytes(m.raw)
+        return self._pull_layers(m.config, m.layers, platform), manifest_digest
+
+    def _pull_index(self, ref: Reference, index: ImageIndex) -> tuple[Digest, Digest]:
+        if ref.digest is not None:
+            want = Digest.parse(ref.digest)
+            if Digest.from_bytes(index.raw, want.algorithm) != want:
+                raise DistributionError(f"manifest verification failed for digest {want}")
+        list_digest = index.digest
+        matches = filter_manifests(index.manifests, self.config.platform)
+        for match in matches:
+            child = self._get_manifest(match, ref)
+            child_ref = ref.trim().with_digest(match.digest)
+            if isinstance(child, Schema1Manifest):
+                raise DeprecatedSchema1ImageError(ref)
+            if isinstance(child, ImageManifest):
+                p = Platform.from_json(match.platform)
+                image_id, _ = self._pull_image_manifest(child_ref, child, p)
+                return image_id, list_digest
+            if isinstance(child, ImageIndex):
+                try:
+                    image_id, _ = self._pull_index(child_ref, child)
+                except NoMatchesError:
+                    raise
+                except DistributionError:
+                    continue
+                return image_id, list_digest
+        raise NoMatchesError(self.config.platform)
+
+    def _pull_layers(self, target: Descriptor, layers: Sequence[Descriptor], platform: Platform | None) -> Digest:
+        images = self.config.image_store
+        if images.exists(target.digest):
+            return target.digest
+        _check_supported_media_type(target.media_type)
+        for d in layers:
+            _check_supported_media_type(d.media_type)
+        if platform is not None and platform.os and normalize(platform).os != default_platform().os:
+            raise DistributionError("operating system is not supported")
+        descriptors = [_LayerDescriptor(d, self.repo, self.config.metadata, self.out) for d in layers]
+
+        config_result: dict[str, Any] = {}
+        cancel = threading.Event()
+
+        def fetch_config() -> None:
+            try:
+                config_result["bytes"] = _retry(lambda: self._fetch_config(target.digest), cancel)
+            except BaseException as exc:  # handed to the pulling thread below
+                config_result["error"] = ImageConfigPullError(exc)
+                cancel.set()
+
+        fetcher = threading.Thread(target=fetch_config, name="config fetch", daemon=True)
+        fetcher.start()
+        release = None
+        layer_error: BaseException | None = None
+        diff_ids: list[Digest] = []
+        try:
+            diff_ids, release = self.config.download_manager.download([], descriptors, self.out, cancel)
+        except BaseException as exc:
+            layer_error = exc
+        fetcher.join()
+        try:
+            if "error" in config_result:
+                raise config_result["error"]
+            config = config_result["bytes"]
+            rootfs = _config_rootfs(config)
+            if layer_error is not None:
+                raise layer_error
+            if len(diff_ids) != len(rootfs) or any(a != b for a, b in zip(diff_ids, rootfs)):
+                raise DistributionError("layers from manifest don't match image configuration")
+            return images.put(config)
+        finally:
+            if release is not None:
+                release()
+
+    def _fetch_config(self, digest: Digest) -> bytes:
+        try:
+            return self.repo.get_blob(digest)
+        except DigestMismatchError:
+            raise DoNotRetry(DistributionError(f"image config verification failed for digest {digest}")) from None
+
+
+def _config_rootfs(config: bytes) -> list[Digest]:
+    try:
+        doc = json.loads(config)
+        rootfs = doc.get("rootfs")
+        os_name = doc.get("os") or default_platform().os
+    except (ValueError, AttributeError):
+        raise DistributionError("invalid rootfs in image configuration") from None
+    if os_name.lower() != default_platform().os:
+        raise DistributionError(f'image operating system "{os_name}" cannot be used on this platform: '
+                                "operating system is not supported")
+    if not isinstance(rootfs, dict):
+        raise DistributionError("invalid rootfs in image configuration")
+    return [Digest.parse(d) for d in rootfs.get("diff_ids") or ()]
+
+
+def _check_supported_media_type(mt: str) -> None:
+    low = mt.lower()
+    if low.startswith(AI_MODEL_PREFIX):
+        raise AIModelNotSupportedError()
+    for p in SUPPORTED_MEDIA_TYPE_PREFIXES:
+        if low == p or low.startswith(p + "."):
+            return
+    raise UnsupportedMediaTypeError(mt)
+
+
+def _retry(fn: Any, cancel: threading.Event) -> bytes:
+    """moby's ``retry``: 5 attempts, 250 ms doubling, stopping at a DoNotRetry."""
+    delay = CONFIG_BACKOFF
+    attempt = 0
+    while True:
+        try:
+            return bytes(fn())
+        except BaseException as exc:
+            err = retry_on_error(exc)
+            attempt += 1
+            if isinstance(err, DoNotRetry):
+                raise DistributionError(f"download failed after attempts={attempt}: {err}") from exc
+            if attempt >= CONFIG_ATTEMPTS:
+                raise DistributionError(f"download failed after attempts={attempt + 1}: {err}") from exc
+        if cancel.wait(delay):
+            raise DistributionError("context canceled")
+        delay *= 2
+
+
+class _LayerDescriptor:
+    """One layer of a pull: streams its blob into a pending layer, resuming with Range."""
+
+    def __init__(self, desc: Descriptor, repo: Repository, metadata: V2MetadataService | None, out: ProgressOutput) -> None:
+        self.desc = desc
+        self.repo = repo
+        self.metadata = metadata
+        self.out = out
+
+    def key(self) -> str:
+        return f"v2:{self.desc.digest}"
+
+    def expected(self) -> tuple[Digest | None, int | None]:
+        return self.desc.digest, self.desc.size or None
+
+    def id(self) -> str:
+        return self.desc.digest.short_id
+
+    def diff_id(self) -> Digest:
+        if self.metadata is None:
+            raise ObjectNotFoundError("no metadata")
+        return self.metadata.get_diff_id(self.desc.digest)
+
+    def registered(self, diff_id: Digest) -> None:
+        if self.metadata is not None:
+            try:
+                self.metadata.add(diff_id, V2Metadata(self.desc.digest, self.repo.named.name))
+            except DistributionError:
+                pass
+
+    def download(self, ctx: TransferContext, pending: PendingLayer) -> None:
+        offset = 0
+        size = self.desc.size
+        progress = ProgressReader(_Broadcast(ctx), self.id(), "Downloading", size)
+        resumes = 0
+        while True:
+            ctx.check()
+            try:
+                offset = self._stream(ctx, pending, offset, progress)
+                break
+            except TransportError:
+                resumes += 1
+                if resumes > RESUMES_PER_ATTEMPT:
+                    raise
+                log.info("attempting to resume download of %s from %d bytes", self.desc.digest, pending.fed)
+        ctx.progress(Progress(self.id(), action="Verifying Checksum"))
+        try:
+            pending.complete()
+        except DigestMismatchError as exc:
+            raise DoNotRetry(exc) from exc
+        ctx.progress(Progress(self.id(), action="Download complete"))
+        ctx.progress(Progress(self.id(), action="Extracting", current=size, total=size))
+
+    def _stream(self, ctx: TransferContext, pending: PendingLayer, offset: int, progress: ProgressReader) -> int:
+        """Feed the blob from ``offset`` on; returns the new offset. A broken stream raises
+        :class:`TransportError` after feeding what arrived, so the caller resumes from there."""
+        offset = pending.fed
+        resp = self.repo.open_blob(self.desc.digest, offset=offset)
+        with resp:
+            skip = 0
+            if offset:
+                if resp.status_code == 206:
+                    parse_content_range(resp.headers.get("Content-Range"), offset)
+                else:
+                    skip = offset  # the server ignored Range: drop what we already have
+            try:
+                for chunk in resp.raw.stream(_CHUNK, decode_content=False):
+                    if ctx.cancelled.is_set():
+                        from .errors import OperationCancelledError
+
+                        raise OperationCancelledError()
+                    if skip:
+                        if len(chunk) <= skip:
+                            skip -= len(chunk)
+                            continue
+                        chunk = chunk[skip:]
+                        skip = 0
+                    pending.feed(chunk)
+                    progress.add(len(chunk))
+                offset = pending.fed
+            except Exception as exc:
+                if isinstance(exc, DistributionError):
+                    raise
+                raise TransportError("GET", str(self.desc.digest), type(exc).__name__) from exc
+            if self.desc.size and offset < self.desc.size:
+                raise TransportError("GET", str(self.desc.digest), "unexpected EOF")
+        progress.finish()
+        return offset
+
+
+class _Broadcast:
+    def __init__(self, ctx: TransferContext) -> None:
+        self.ctx = ctx
+
+    def write_progress(self, p: Progress) -> None:
+        self.ctx.progress(p)
+

@@ -1,0 +1,217 @@
+"""The layer download manager (moby's ``xfer/download.go``, spec §2.12).
+
+Layers are fetched concurrently (3 by default), each streamed into a pending layer of the
+store as it arrives; a layer becomes part of the chain once its parent is. Failed attempts
+are retried up to 5 times with moby's ``attempt × 5`` second countdown; a layer already in the
+store (known through the ``diffid-by-digest`` metadata) reports ``Already exists``. The same
+chain prefix requested by two pulls at once is downloaded once (the transfer key).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from ..digest import Digest
+from ..errors import (
+    DistributionError,
+    DoNotRetry,
+    OperationCancelledError,
+    retry_on_error,
+)
+from ..progress import Progress, ProgressOutput
+from ..store.layers import Layer, LayerStore, PendingLayer, chain_id
+from .transfer import (
+    DEFAULT_WAIT_DURATION,
+    Transfer,
+    TransferContext,
+    TransferManager,
+    Watcher,
+)
+
+__all__ = ["DEFAULT_MAX_CONCURRENT_DOWNLOADS", "DEFAULT_MAX_DOWNLOAD_ATTEMPTS", "DownloadDescriptor",
+           "LayerDownloadManager"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_CONCURRENT_DOWNLOADS = 3  # moby's daemon default
+DEFAULT_MAX_DOWNLOAD_ATTEMPTS = 5  # moby's daemon default
+RETRY_DELAY_UNIT = 5  # seconds × attempt before the next attempt, as moby
+
+
+class DownloadDescriptor(Protocol):
+    def key(self) -> str: ...
+
+    def id(self) -> str: ...
+
+    def diff_id(self) -> Digest:
+        """The diffID if already known (raise any DistributionError when not)."""
+        ...
+
+    def expected(self) -> tuple[Digest | None, int | None]:
+        """The compressed blob's digest and size, which the pending layer verifies."""
+        ...
+
+    def download(self, ctx: TransferContext, pending: PendingLayer) -> None:
+        """Stream the layer into ``pending`` (which verifies it) or raise."""
+        ...
+
+    def registered(self, diff_id: Digest) -> None: ...
+
+
+class LayerDownloadManager:
+    def __init__(self, layer_store: LayerStore, concurrency: int = DEFAULT_MAX_CONCURRENT_DOWNLOADS, *,
+                 max_attempts: int = DEFAULT_MAX_DOWNLOAD_ATTEMPTS, wait_duration: float = DEFAULT_WAIT_DURATION) -> None:
+        self.layer_store = layer_store
+        self.tm = TransferManager(concurrency)
+        self.max_attempts = max_attempts
+        self.wait_duration = wait_duration
+
+    def set_concurrency(self, concurrency: int) -> None:
+        self.tm.set_concurrency(concurrency)
+
+    def download(self, initial: Sequence[Digest], layers: Sequence[DownloadDescriptor], out: ProgressOutput,
+                 cancel: threading.Event | None = None) -> tuple[list[Digest], Callable[[], None]]:
+        """Make every layer present; returns the rootfs diffIDs and a release function."""
+        rootfs = list(initial)
+        top: Layer | None = None
+        top_cid: Digest | None = None
+        for known in rootfs:
+            top_cid = chain_id(top_cid, known)
+        key = ""
+        checking = True
+        by_key: dict[str, Transfer] = {}
+        watchers: list[Watcher] = []
+        top_transfer: Transfer | None = None
+
+        def release() -> None:
+            for w in watchers:
+                w.transfer.release(w)
+            if top is not None:
+                top.release()
+
+        for d in layers:
+            key += d.key()
+            if checking:
+                try:
+                    diff_id = d.diff_id()
+                    cid = chain_id(top_cid, diff_id)
+                    if self.layer_store.exists(cid):
+                        present = self.layer_store.get(cid)
+                        out.write_progress(Progress(d.id(), action="Already exists"))
+                        if top is not None:
+                            top.release()
+                        top, top_cid = present, cid
+                        rootfs.append(diff_id)
+                        d.registered(diff_id)
+                        continue
+                except (DistributionError, OSError):
+                    pass
+                checking = False  # the first missing layer ends existence checks for all above it
+            if d.key() in by_key:
+                fn = self._from_earlier(d, by_key[d.key()], top_transfer, top_cid)
+            else:
+                out.write_progress(Progress(d.id(), action="Pulling fs layer"))
+                fn = self._download(d, top_transfer, top_cid)
+            top_transfer, watcher = self.tm.transfer(key, fn, out)
+            by_key[d.key()] = top_transfer
+            watchers.append(watcher)
+
+        if top_transfer is None:
+            return rootfs, release
+        while not top_transfer.done.wait(0.05):
+            if cancel is not None and cancel.is_set():
+                release()
+                raise OperationCancelledError()
+        if top_transfer.error is not None:
+            release()
+            raise top_transfer.error
+        layer: Layer = top_transfer.result
+        chain: list[Digest] = []
+        info_cid: Digest | None = layer.chain_id
+        for _ in range(len(layers) - (len(rootfs) - len(initial))):
+            if info_cid is None:
+                release()
+                raise DistributionError("internal error: too few parent layers")
+            info = self.layer_store.info(info_cid)
+            chain.append(info.diff_id)
+            info_cid = info.parent
+        return rootfs + chain[::-1], release
+
+    def _download(self, d: DownloadDescriptor, parent_transfer: Transfer | None,
+                  parent_cid: Digest | None) -> Callable[[TransferContext], Layer]:
+        def run(ctx: TransferContext) -> Layer:
+            if not ctx.started_immediately:
+                ctx.progress(Progress(d.id(), action="Waiting"))
+                ctx.wait_for_slot()
+            if parent_transfer is not None and parent_transfer.done.is_set() and parent_transfer.error is not None:
+                raise parent_transfer.error
+            attempt = 1
+            while True:
+                ctx.check()
+                digest, size = d.expected()
+                pending = self.layer_store.begin(None, digest=digest, size=size)
+                try:
+                    d.download(ctx, pending)
+                    pending.complete()
+                    break
+                except BaseException as exc:
+                    pending.abort()
+                    if ctx.cancelled.is_set():
+                        raise OperationCancelledError() from exc
+                    err = exc if isinstance(exc, DoNotRetry) else retry_on_error(exc)
+                    if isinstance(err, DoNotRetry) or attempt >= self.max_attempts or not isinstance(exc, Exception):
+                        log.error("Download failed after %d attempts: %s", attempt, exc)
+                        raise exc
+                    log.info("Download failed, retrying (%d/%d): %s", attempt, self.max_attempts, exc)
+                    delay = attempt * RETRY_DELAY_UNIT
+                    for n in range(delay, 0, -1):
+                        ctx.progress(Progress(d.id(), action=f"Retrying in {n} second{'s' if n != 1 else ''}"))
+                        try:
+                            ctx.sleep(self.wait_duration)
+                        except OperationCancelledError:
+                            raise DistributionError("download cancelled during retry delay") from None
+                    attempt += 1
+            ctx.inactive()  # the slot is free before the wait for the parent, as in moby
+            parent = self._parent_chain(ctx, parent_transfer, parent_cid)
+            layer = pending.publish(parent)
+            ctx.progress(Progress(d.id(), action="Pull complete"))
+            d.registered(layer.diff_id)
+            return layer
+
+        return run
+
+    def _from_earlier(self, d: DownloadDescriptor, earlier: Transfer, parent_transfer: Transfer | None,
+                      parent_cid: Digest | None) -> Callable[[TransferContext], Layer]:
+        """The same blob twice in one image: register the earlier download's tar on this parent."""
+        def run(ctx: TransferContext) -> Layer:
+            ctx.inactive()
+            while not earlier.done.wait(0.05):
+                ctx.check()
+            if earlier.error is not None:
+                raise earlier.error
+            source: Layer = earlier.result
+            parent = self._parent_chain(ctx, parent_transfer, parent_cid)
+            with self.layer_store.begin(parent) as pending:
+                reader = source.tar_stream()
+                while chunk := reader.read(1 << 20):
+                    pending.feed(chunk)
+                layer = pending.finish()
+            d.registered(layer.diff_id)
+            return layer
+
+        return run
+
+    @staticmethod
+    def _parent_chain(ctx: TransferContext, parent_transfer: Transfer | None, parent_cid: Digest | None) -> Digest | None:
+        if parent_transfer is None:
+            return parent_cid
+        while not parent_transfer.done.wait(0.05):
+            if ctx.cancelled.is_set():
+                raise DistributionError("layer registration cancelled")
+        if parent_transfer.error is not None:
+            raise parent_transfer.error
+        parent: Layer = parent_transfer.result
+        return parent.chain_id

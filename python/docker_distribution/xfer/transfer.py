@@ -1,0 +1,198 @@
+"""The transfer manager (moby's ``xfer/transfer.go``, spec §2.12a), on threads.
+
+* ``transfer(key, fn, out)`` runs ``fn`` in a thread once per key: a second request for a key
+  whose transfer is running attaches another watcher instead of starting a new one.
+* At most ``limit`` transfers hold a slot (0 means unlimited); the rest wait in FIFO order.
+  A transfer gives its slot back when it calls ``ctx.inactive()`` (e.g. before extraction) or
+  ends, whichever comes first.
+* Every watcher sees the transfer's progress (the latest item when it attaches late).
+  Releasing the last watcher of a running transfer cancels it; ``released`` is set once the
+  transfer is done and every watcher has let go.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from ..errors import OperationCancelledError
+from ..progress import Progress, ProgressOutput
+
+__all__ = ["DEFAULT_WAIT_DURATION", "Transfer", "TransferContext", "TransferManager", "Watcher"]
+
+DEFAULT_WAIT_DURATION = 1.0  # seconds per countdown tick, moby's waitDuration
+
+
+class Watcher:
+    def __init__(self, transfer: Transfer, out: ProgressOutput) -> None:
+        self.transfer = transfer
+        self.out = out
+
+
+class Transfer:
+    def __init__(self, key: str) -> None:
+        self.key = key
+        self.cancelled = threading.Event()  # the transfer's own context
+        self.done = threading.Event()
+        self.released = threading.Event()
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.started = False
+        self._inactive = False
+        self._watchers: list[Watcher] = []
+        self._latest: Progress | None = None
+        self._lock = threading.Lock()
+
+    def broadcast(self, p: Progress) -> None:
+        with self._lock:
+            self._latest = p
+            outs = [w.out for w in self._watchers]
+        for out in outs:
+            out.write_progress(p)
+
+    def watch(self, out: ProgressOutput) -> Watcher:
+        w = Watcher(self, out)
+        with self._lock:
+            self._watchers.append(w)
+            latest = self._latest
+        if latest is not None:
+            out.write_progress(latest)
+        return w
+
+    def release(self, watcher: Watcher) -> None:
+        with self._lock:
+            if watcher in self._watchers:
+                self._watchers.remove(watcher)
+            left = len(self._watchers)
+        if left == 0:
+            if not self.done.is_set():
+                self.cancelled.set()
+            else:
+                self.released.set()
+
+    def watchers(self) -> int:
+        with self._lock:
+            return len(self._watchers)
+
+    def _finish(self) -> None:
+        self.done.set()
+        if self.watchers() == 0:
+            self.released.set()
+
+
+class TransferContext:
+    """What a transfer function gets: progress, its slot, cancellation."""
+
+    def __init__(self, manager: TransferManager, transfer: Transfer, start: threading.Event) -> None:
+        self.manager = manager
+        self.transfer = transfer
+        self._start = start
+
+    @property
+    def cancelled(self) -> threading.Event:
+        return self.transfer.cancelled
+
+    @property
+    def started_immediately(self) -> bool:
+        return self._start.is_set()
+
+    def progress(self, p: Progress) -> None:
+        self.transfer.broadcast(p)
+
+    def wait_for_slot(self) -> None:
+        while not self._start.wait(0.05):
+            if self.transfer.cancelled.is_set():
+                raise OperationCancelledError()
+
+    def check(self) -> None:
+        if self.transfer.cancelled.is_set():
+            raise OperationCancelledError()
+
+    def sleep(self, seconds: float) -> None:
+        """Sleep, but wake up cancelled."""
+        if self.transfer.cancelled.wait(seconds):
+            raise OperationCancelledError()
+
+    def inactive(self) -> None:
+        """Give the concurrency slot back (the rest of the work does not count against the limit)."""
+        self.manager._inactivate(self.transfer)
+
+
+TransferFunc = Callable[[TransferContext], Any]
+
+
+class TransferManager:
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._active = 0
+        self._waiting: deque[tuple[Transfer, threading.Event]] = deque()
+        self._transfers: dict[str, Transfer] = {}
+        self._lock = threading.Lock()
+
+    def set_concurrency(self, limit: int) -> None:
+        with self._lock:
+            self.limit = limit
+            self._fill()
+
+    def transfer(self, key: str, fn: TransferFunc, out: ProgressOutput) -> tuple[Transfer, Watcher]:
+        while True:
+            with self._lock:
+                existing = self._transfers.get(key)
+                if existing is None:
+                    t = Transfer(key)
+                    self._transfers[key] = t
+                    start = threading.Event()
+                    if self.limit == 0 or self._active < self.limit:
+                        self._active += 1
+                        t.started = True
+                        start.set()
+                    else:
+                        self._waiting.append((t, start))
+                    break
+                if not existing.cancelled.is_set():
+                    return existing, existing.watch(out)
+            existing.done.wait()  # a cancelled transfer with this key: wait for it to go, then start anew
+            with self._lock:
+                if self._transfers.get(key) is existing:
+                    del self._transfers[key]
+        watcher = t.watch(out)
+        ctx = TransferContext(self, t, start)
+        threading.Thread(target=self._run, args=(t, fn, ctx), name=f"xfer {key[:40]}", daemon=True).start()
+        return t, watcher
+
+    def _run(self, t: Transfer, fn: TransferFunc, ctx: TransferContext) -> None:
+        try:
+            t.result = fn(ctx)
+        except BaseException as exc:  # the error is the transfer's result; the watcher raises it
+            t.error = exc
+        finally:
+            self._inactivate(t)
+            with self._lock:
+                if self._transfers.get(t.key) is t:
+                    del self._transfers[t.key]
+            t._finish()
+
+    def _inactivate(self, t: Transfer) -> None:
+        with self._lock:
+            if t._inactive:
+                return
+            t._inactive = True
+            if t.started:
+                self._active -= 1
+            else:
+                self._waiting = deque((w, s) for (w, s) in self._waiting if w is not t)
+            self._fill()
+
+    def _fill(self) -> None:
+        while self._waiting and (self.limit == 0 or self._active < self.limit):
+            t, start = self._waiting.popleft()
+            self._active += 1
+            t.started = True
+            start.set()
+
+    @property
+    def active(self) -> int:
+        with self._lock:
+            return self._active

@@ -1,0 +1,89 @@
+"""Pull through a fault-injecting proxy in front of the real registry."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import docker_distribution as dd
+import pytest
+from bed.proxy import Fault, FaultProxy
+from bed.registry import Registry
+from docker_distribution.progress import CollectingProgress
+from docker_distribution.pull import pull_image
+from docker_distribution.registry.auth import AuthConfig
+from docker_distribution.store import Store
+from oci import image_manifest, skopeo_push, write_layout
+
+ANON = dd.Config(auth_config=AuthConfig(), retry=dd.RetryPolicy(attempts=3, backoff=0.01))
+
+
+@pytest.fixture
+def proxy(registry: Registry) -> Iterator[FaultProxy]:
+    p = FaultProxy(registry.url)
+    yield p
+    p.stop()
+
+
+def _image(tmp: Path, reg: Registry, repo: str) -> tuple[str, str, int]:
+    """Push a one-layer image of ~4 MB random data; returns (tag ref path, layer digest, layer size)."""
+    src = tmp / "src"
+    src.mkdir()
+    (src / "random.bin").write_bytes(os.urandom(4 << 20))
+    layout = tmp / "layout"
+    entry = image_manifest(layout, [src])
+    write_layout(layout, "v1", [entry], as_index=False)
+    skopeo_push(layout, "v1", f"{reg.host}/{repo}:v1")
+    manifest = json.loads((layout / "blobs" / "sha256" / str(entry["digest"]).split(":")[1]).read_bytes())
+    layer = manifest["layers"][0]
+    return f"{repo}:v1", layer["digest"], layer["size"]
+
+
+def test_connection_cut_mid_blob_resumes_with_range(registry: Registry, proxy: FaultProxy, tmp_path: Path,
+                                                    repo_name: str) -> None:
+    path, digest, size = _image(tmp_path, registry, repo_name)
+    proxy.add(Fault(match=f"/blobs/{digest}", method="GET", cut_after=size // 3))
+    store = Store(tmp_path / "store")
+    image_id = pull_image(dd.parse_normalized_named(f"{proxy.host}/{path}"), store, config=ANON)
+    assert image_id is not None and store.verify() == []
+    ranged = [h for (m, p, h) in proxy.requests if m == "GET" and digest in p and "Range" in h]
+    assert ranged and ranged[0]["Range"] == f"bytes={size // 3}-"
+    # the bytes before the cut were not fetched again
+    assert proxy.total_sent(digest) == size
+
+
+def test_a_server_ignoring_range_still_yields_a_correct_image(registry: Registry, proxy: FaultProxy, tmp_path: Path,
+                                                              repo_name: str) -> None:
+    path, digest, size = _image(tmp_path, registry, repo_name)
+    proxy.add(Fault(match=f"/blobs/{digest}", method="GET", cut_after=size // 2))
+    proxy.add(Fault(match=f"/blobs/{digest}", method="GET", ignore_range=True))
+    store = Store(tmp_path / "store")
+    image_id = pull_image(dd.parse_normalized_named(f"{proxy.host}/{path}"), store, config=ANON)
+    out = tmp_path / "rootfs"
+    assert image_id is not None
+    store.unpack(image_id, out)
+    assert (out / "random.bin").stat().st_size == 4 << 20
+    assert store.verify() == []
+
+
+def test_429_with_retry_after_on_the_manifest_is_survived(registry: Registry, proxy: FaultProxy, tmp_path: Path,
+                                                          repo_name: str) -> None:
+    path, _, _ = _image(tmp_path, registry, repo_name)
+    proxy.add(Fault(match="/manifests/", method="GET", status=429, retry_after="0", times=1))
+    proxy.add(Fault(match="/manifests/", method="HEAD", status=503, times=1))
+    progress = CollectingProgress()
+    assert pull_image(dd.parse_normalized_named(f"{proxy.host}/{path}"), Store(tmp_path / "s"), config=ANON,
+                      progress_output=progress) is not None
+    assert progress.texts()[-1].startswith("Status: Downloaded newer image")
+
+
+def test_a_flipped_byte_in_transit_is_never_accepted(registry: Registry, proxy: FaultProxy, tmp_path: Path,
+                                                     repo_name: str) -> None:
+    path, digest, size = _image(tmp_path, registry, repo_name)
+    proxy.add(Fault(match=f"/blobs/{digest}", method="GET", flip_byte=size // 2, times=10))
+    store = Store(tmp_path / "store")
+    with pytest.raises(dd.DigestMismatchError):
+        pull_image(dd.parse_normalized_named(f"{proxy.host}/{path}"), store, config=ANON)
+    assert store.layers.list() == [] and store.references.all() == {} and store.leftovers() == []
