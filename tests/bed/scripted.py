@@ -55,6 +55,10 @@ class ScriptedServer:
                 req = Request(self.command, u.path, parse_qs(u.query), {k: v for k, v in self.headers.items()})
                 server.requests.append(req)
                 reply = server._route(req)
+                if reply.status < 0:  # drop the connection without answering
+                    self.close_connection = True
+                    self.connection.shutdown(2)
+                    return
                 body = reply.body
                 if isinstance(body, (dict, list)):
                     body = json.dumps(body).encode()

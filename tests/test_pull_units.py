@@ -1,0 +1,150 @@
+"""moby's pull unit tests (spec §7.2–7.3) and platform selection."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+import docker_distribution as dd
+from docker_distribution import errors as E
+from docker_distribution.descriptor import Descriptor
+from docker_distribution.manifest import InvalidManifestError, detect_manifest_blob_media_type, parse_manifest
+from docker_distribution.platform import Platform, filter_manifests, format_all, only
+from docker_distribution.pull import NoMatchesError, _Puller, _retry
+from docker_distribution.registry import RetryPolicy, connect
+from docker_distribution.registry.auth import AuthConfig
+from docker_distribution.registry.service import APIEndpoint
+from docker_distribution.reference import parse_normalized_named
+
+from bed.scripted import Reply, Request, ScriptedServer
+
+CONFIG = b'{\n\t"architecture": "amd64",\n\t"os": "linux",\n\t"config": {},\n\t"rootfs": {\n\t\t"type": "layers",\n\t\t"diff_ids": []\n\t}\n}'
+CONFIG_DIGEST = "sha256:66ad98165d38f53ee73868f82bd4eed60556ddfee824810a4062c4f777b20a5b"
+
+
+def test_the_config_fixture_has_mobys_digest() -> None:
+    assert str(dd.digest_bytes(CONFIG)) == CONFIG_DIGEST
+
+
+@pytest.fixture
+def server() -> Iterator[ScriptedServer]:
+    s = ScriptedServer()
+    yield s
+    s.stop()
+
+
+@pytest.mark.parametrize("name, first, expect_error, calls", [
+    ("200", None, None, 1),
+    ("500 then 200", Reply(500, b"boom"), None, 2),
+    ("connection dropped then 200", Reply(-1), None, 2),
+    ("401 text", Reply(401, b"you need to be authenticated", {"Content-Type": "text/plain"}),
+     "unauthorized: you need to be authenticated", 1),
+    ("401 json", Reply(401, {"errors": [{"code": "UNAUTHORIZED", "message": "you need to be authenticated",
+                                          "detail": "more detail"}]}), "unauthorized: you need to be authenticated", 1),
+    ("401 json empty", Reply(401, b"", {"Content-Type": "application/json"}), "unauthorized: authentication required", 1),
+])
+def test_pull_schema2_config(server: ScriptedServer, name: str, first: Reply | None, expect_error: str | None,
+                             calls: int) -> None:
+    count = {"n": 0}
+
+    def blob(req: Request) -> Reply:
+        count["n"] += 1
+        if count["n"] == 1 and first is not None:
+            return first
+        return Reply(200, CONFIG, {"Content-Type": "application/octet-stream"})
+
+    server.route(f"/v2/library/testremotename/blobs/{CONFIG_DIGEST}", blob)
+    server.route("/v2", lambda r: Reply(404, b""))  # moby's test server answers the ping with 404: accepted
+    repo = connect(parse_normalized_named(f"{server.host}/library/testremotename"), APIEndpoint(url=server.url),
+                   auth_config=AuthConfig(registry_token="token"), retry=RetryPolicy(attempts=1))
+    puller = _Puller.__new__(_Puller)
+    puller.repo = repo
+    fetch = lambda: puller._fetch_config(dd.Digest.parse(CONFIG_DIGEST))  # noqa: E731
+    if expect_error is None:
+        assert _retry(fetch, threading.Event()) == CONFIG
+    else:
+        with pytest.raises(E.DistributionError) as info:
+            _retry(fetch, threading.Event())
+        assert expect_error in str(info.value)
+    assert count["n"] == calls
+
+
+def test_no_matches_err() -> None:
+    assert "no matching manifest for linux" in str(NoMatchesError(None))
+    p = Platform("windows", "arm64", "v8", "10.0.17763")
+    assert str(NoMatchesError(p)) == "no matching manifest for windows(10.0.17763)/arm64/v8 in the manifest list entries"
+    assert format_all(Platform("linux", "amd64")) == "linux/amd64"
+
+
+def _entry(arch: str, variant: str = "", os: str = "linux") -> Descriptor:
+    plat = {"os": os, "architecture": arch} if arch else {}
+    if variant:
+        plat["variant"] = variant
+    return Descriptor("application/vnd.oci.image.manifest.v1+json", dd.digest_bytes(f"{arch}{variant}{os}".encode()), 1,
+                      platform=plat)
+
+
+def test_amd64_levels_prefer_the_highest_supported() -> None:
+    entries = [_entry("386"), _entry("amd64"), _entry("amd64", "v2")]
+    ordered = filter_manifests(entries, Platform("linux", "amd64", "v3"))
+    assert [(d.platform or {}).get("variant", (d.platform or {}).get("architecture")) for d in ordered] == ["v2", "amd64", "386"]
+    assert [p.variant for p in only(Platform("linux", "amd64", "v3"))] == ["v3", "v2", "", ""]
+
+
+def test_arm64_ladder_and_unknown_entries() -> None:
+    vec = only(Platform("linux", "arm64"))
+    assert [(p.architecture, p.variant) for p in vec] == [("arm64", ""), ("arm", "v8"), ("arm", "v7"), ("arm", "v6"), ("arm", "v5")]
+    assert only(Platform("linux", "arm64", "v10")) == []
+    entries = [_entry("unknown", os="unknown"), _entry("arm", "v7"), _entry("", os=""), _entry("arm64")]
+    ordered = filter_manifests(entries, Platform("linux", "arm64"))
+    assert [(d.platform or {}).get("architecture") for d in ordered] == ["arm64", "arm", None]
+
+
+def test_detect_manifest_blob_media_type() -> None:
+    assert detect_manifest_blob_media_type(b'{"mediaType":"bananas"}') == "bananas"
+    assert detect_manifest_blob_media_type(b'{"config":{}}') == "application/vnd.oci.image.manifest.v1+json"
+    assert detect_manifest_blob_media_type(b"{}") == "application/vnd.oci.image.index.v1+json"
+    assert detect_manifest_blob_media_type(b'{"mediaType":"bananas","config":{}}') == "bananas"
+    assert detect_manifest_blob_media_type(b'{"mediaType":"bananas","fsLayers":[]}') == "bananas"
+
+
+@pytest.mark.parametrize("doc, message", [
+    ('{"mediaType":"application/vnd.docker.distribution.manifest.v2+json","manifests":[]}',
+     'media-type: "application/vnd.docker.distribution.manifest.v2+json" should not have "manifests" or "fsLayers"'),
+    ('{"mediaType":"application/vnd.docker.distribution.manifest.v2+json","fsLayers":[]}',
+     'media-type: "application/vnd.docker.distribution.manifest.v2+json" should not have "manifests" or "fsLayers"'),
+    ('{"mediaType":"application/vnd.oci.image.manifest.v1+json","manifests":[]}',
+     'media-type: "application/vnd.oci.image.manifest.v1+json" should not have "manifests" or "fsLayers"'),
+    ('{"mediaType":"application/vnd.docker.distribution.manifest.list.v2+json","fsLayers":[]}',
+     'media-type: "application/vnd.docker.distribution.manifest.list.v2+json" should not have "config", "layers", or "fsLayers"'),
+    ('{"mediaType":"application/vnd.oci.image.index.v1+json","layers":[]}',
+     'media-type: "application/vnd.oci.image.index.v1+json" should not have "config", "layers", or "fsLayers"'),
+    ('{"mediaType":"application/vnd.oci.image.index.v1+json","config":{}}',
+     'media-type: "application/vnd.oci.image.index.v1+json" should not have "config", "layers", or "fsLayers"'),
+    ('{"config":{},"manifests":[]}', "media-type: cannot determine"),
+    ('{"layers":[],"manifests":[]}', "media-type: cannot determine"),
+    ('{"layers":[],"fsLayers":[]}', "media-type: cannot determine"),
+    ('{"fsLayers":[],"manifests":[]}', "media-type: cannot determine"),
+    ('{"config":{},"fsLayers":[]}', "media-type: cannot determine"),
+])
+def test_detect_manifest_blob_media_type_invalid(doc: str, message: str) -> None:
+    with pytest.raises(InvalidManifestError) as info:
+        detect_manifest_blob_media_type(doc.encode())
+    assert str(info.value) == message
+
+
+def test_schema1_and_mismatched_types() -> None:
+    with pytest.raises(E.DeprecatedSchema1ImageError):
+        detect_manifest_blob_media_type(b'{"mediaType":"application/vnd.docker.distribution.manifest.v1+json"}')
+    assert type(parse_manifest("application/vnd.docker.distribution.manifest.v1+prettyjws",
+                               b'{"schemaVersion":1,"signatures":[]}')).__name__ == "Schema1Manifest"
+    with pytest.raises(InvalidManifestError, match="missing signature key"):
+        parse_manifest("application/vnd.oci.artifact.manifest.v1+json", b'{"blobs":[]}')
+    with pytest.raises(InvalidManifestError, match="mediaType in manifest should be"):
+        parse_manifest("application/vnd.docker.distribution.manifest.v2+json", b'{"mediaType":"x","config":{}}')
+    with pytest.raises(InvalidManifestError, match="ocimanifest: expected manifest but found index"):
+        parse_manifest("application/vnd.oci.image.manifest.v1+json", b'{"manifests":[]}')
+    with pytest.raises(InvalidManifestError, match="index: expected index but found manifest"):
+        parse_manifest("application/vnd.oci.image.index.v1+json", b'{"config":{}}')

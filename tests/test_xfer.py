@@ -1,0 +1,257 @@
+"""moby's xfer tests (spec §7.7–7.8) against our transfer and download managers."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import tarfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import docker_distribution as dd
+from docker_distribution import errors as E
+from docker_distribution.progress import CollectingProgress, Progress
+from docker_distribution.store.layers import LayerStore, PendingLayer, chain_id
+from docker_distribution.xfer import LayerDownloadManager, TransferContext, TransferManager
+
+
+def _counting_job(steps: int = 10, delay: float = 0.005, inactive_at: int | None = None):  # type: ignore[no-untyped-def]
+    def job(ctx: TransferContext) -> int:
+        ctx.wait_for_slot()
+        for i in range(1, steps + 1):
+            if inactive_at == i:
+                ctx.inactive()
+            ctx.check()
+            ctx.progress(Progress("job", action="Working", current=i, total=steps))
+            time.sleep(delay)
+        return steps
+
+    return job
+
+
+class Tracker:
+    def __init__(self) -> None:
+        self.items: list[int] = []
+
+    def write_progress(self, p: Progress) -> None:
+        self.items.append(p.current)
+
+
+def test_transfer() -> None:
+    tm = TransferManager(5)
+    jobs = []
+    for i in range(3):
+        tracker = Tracker()
+        t, w = tm.transfer(f"t{i}", _counting_job(), tracker)
+        jobs.append((t, w, tracker))
+    for t, w, tracker in jobs:
+        assert t.done.wait(5)
+        assert t.error is None
+        assert tracker.items == sorted(tracker.items) and tracker.items[-1] == 10
+        t.release(w)
+        assert t.released.wait(5)
+
+
+def _limited(limit: int, inactive_at: int | None) -> int:
+    tm = TransferManager(limit)
+    running = 0
+    peak = 0
+    lock = threading.Lock()
+
+    def job(ctx: TransferContext) -> int:
+        nonlocal running, peak
+        ctx.wait_for_slot()
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        try:
+            for i in range(1, 11):
+                if inactive_at == i:
+                    with lock:
+                        running -= 1
+                    ctx.inactive()
+                time.sleep(0.003)
+                ctx.progress(Progress("j", action="x", current=i, total=10))
+        finally:
+            if inactive_at is None:
+                with lock:
+                    running -= 1
+        return 10
+
+    started = [tm.transfer(f"k{i}", job, CollectingProgress()) for i in range(8)]
+    for t, _ in started:
+        assert t.done.wait(10) and t.result == 10 and t.error is None
+    return peak
+
+
+def test_concurrency_limit() -> None:
+    assert _limited(3, None) <= 3
+
+
+def test_inactive_jobs_release_their_slot() -> None:
+    assert _limited(3, 5) <= 3  # all 8 finish although they keep running after going inactive
+
+
+def test_watch_release_cancels_the_transfer() -> None:
+    tm = TransferManager(5)
+    t, first = tm.transfer("k", _counting_job(steps=1000, delay=0.01), CollectingProgress())
+    outs = [CollectingProgress() for _ in range(4)]
+    watchers = [first] + [t.watch(o) for o in outs]
+    time.sleep(0.1)
+    assert all(o.items for o in outs), "every watcher receives progress"
+    for w in watchers:
+        t.release(w)
+    assert t.done.wait(5) and isinstance(t.error, E.OperationCancelledError)
+    assert t.released.wait(5)
+
+
+def test_watch_finished_transfer() -> None:
+    tm = TransferManager(5)
+    t, w1 = tm.transfer("k", _counting_job(steps=3), CollectingProgress())
+    w2 = t.watch(CollectingProgress())
+    assert t.done.wait(5)
+    late = CollectingProgress()
+    w3 = t.watch(late)
+    assert late.items and late.items[-1].current == 3  # a late watcher still sees the last progress
+    for w in (w1, w2, w3):
+        t.release(w)
+    assert t.released.wait(5)
+
+
+def test_duplicate_transfer_runs_once() -> None:
+    tm = TransferManager(5)
+    calls = 0
+    lock = threading.Lock()
+
+    def job(ctx: TransferContext) -> int:
+        nonlocal calls
+        with lock:
+            calls += 1
+        return _counting_job(steps=20)(ctx)  # type: ignore[no-any-return]
+
+    pairs = [tm.transfer("same", job, CollectingProgress()) for _ in range(5)]
+    assert len({id(t) for t, _ in pairs}) == 1
+    t = pairs[0][0]
+    assert t.done.wait(5) and calls == 1
+    for tt, w in pairs:
+        tt.release(w)
+    assert t.released.wait(5) and t.done.is_set()
+
+
+# --- the download manager -------------------------------------------------------------------
+
+
+def _layer(id: str) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as t:
+        data = (id * 5).encode()
+        info = tarfile.TarInfo(id)
+        info.size, info.mtime = len(data), 1
+        t.addfile(info, io.BytesIO(data))
+    return gzip.compress(buf.getvalue(), mtime=0)
+
+
+class MockDescriptor:
+    concurrent = 0
+    peak = 0
+    lock = threading.Lock()
+
+    def __init__(self, id: str, *, retries: int = 0, diff_id: dd.Digest | None = None) -> None:
+        self._id = id
+        self.data = _layer(id)
+        self.retries = retries
+        self.attempts = 0
+        self._diff_id = diff_id
+        self.registered_diff_id: dd.Digest | None = None
+
+    def key(self) -> str:
+        return self._id
+
+    def id(self) -> str:
+        return self._id
+
+    def diff_id(self) -> dd.Digest:
+        if self._diff_id is None:
+            raise E.ObjectNotFoundError("unknown")
+        return self._diff_id
+
+    def expected(self) -> tuple[dd.Digest | None, int | None]:
+        return dd.digest_bytes(self.data), len(self.data)
+
+    def registered(self, diff_id: dd.Digest) -> None:
+        self.registered_diff_id = diff_id
+
+    def download(self, ctx: TransferContext, pending: PendingLayer) -> None:
+        with MockDescriptor.lock:
+            MockDescriptor.concurrent += 1
+            MockDescriptor.peak = max(MockDescriptor.peak, MockDescriptor.concurrent)
+        try:
+            for i in range(11):
+                ctx.check()
+                ctx.progress(Progress(self._id, action="Downloading", current=i, total=10))
+                time.sleep(0.01)
+            self.attempts += 1
+            if self.attempts <= self.retries:
+                raise E.DistributionError(f"simulating download attempt failure {self.attempts}/{self.retries}")
+            pending.feed(self.data)
+        finally:
+            with MockDescriptor.lock:
+                MockDescriptor.concurrent -= 1
+
+
+def _tar_digest(id: str) -> dd.Digest:
+    return dd.digest_bytes(gzip.decompress(_layer(id)))
+
+
+def test_successful_download(tmp_path: Path) -> None:
+    store = LayerStore(tmp_path)
+    first = store.register(io.BytesIO(_layer("id1")), None)
+    first.release()
+    manager = LayerDownloadManager(store, 3, wait_duration=0.001)
+    descs = [MockDescriptor("id1", diff_id=_tar_digest("id1")), MockDescriptor("id2"), MockDescriptor("id3"),
+             MockDescriptor("id2"), MockDescriptor("id4", retries=1), MockDescriptor("id5")]
+    out = CollectingProgress()
+    MockDescriptor.peak = 0
+    rootfs, release = manager.download([], descs, out)
+    try:
+        assert rootfs == [_tar_digest(i) for i in ("id1", "id2", "id3", "id2", "id4", "id5")]
+        assert out.last("id1").action == "Already exists"
+        for i in ("id2", "id3", "id4", "id5"):
+            assert out.last(i).action == "Pull complete", i
+        assert [d.registered_diff_id for d in descs] == rootfs
+        assert MockDescriptor.peak <= 3
+        assert any(p.action.startswith("Retrying in") for p in out.items if p.id == "id4")
+        top: dd.Digest | None = None
+        for d in rootfs:
+            top = chain_id(top, d)
+        assert top is not None and store.exists(top)
+    finally:
+        release()
+
+
+def test_cancelled_download(tmp_path: Path) -> None:
+    manager = LayerDownloadManager(LayerStore(tmp_path), 3, wait_duration=0.001)
+    cancel = threading.Event()
+    threading.Timer(0.001, cancel.set).start()
+    with pytest.raises(E.OperationCancelledError):
+        manager.download([], [MockDescriptor(f"c{i}") for i in range(4)], CollectingProgress(), cancel)
+
+
+@pytest.mark.parametrize("fails, max_attempts, error", [
+    (1, 5, None), (4, 5, None), (5, 5, "simulating download attempt failure 5/5"),
+    (1, 1, "simulating download attempt failure 1/1"),
+])
+def test_max_download_attempts(tmp_path: Path, fails: int, max_attempts: int, error: str | None) -> None:
+    manager = LayerDownloadManager(LayerStore(tmp_path), 3, max_attempts=max_attempts, wait_duration=0.0001)
+    desc = MockDescriptor("id4", retries=fails)
+    if error is None:
+        rootfs, release = manager.download([], [desc], CollectingProgress())
+        release()
+        assert rootfs == [_tar_digest("id4")]
+    else:
+        with pytest.raises(E.DistributionError) as info:
+            manager.download([], [desc], CollectingProgress())
+        assert str(info.value) == error
