@@ -1,26 +1,43 @@
-"""The README's main job, as far as the project has come.
+"""The README's main job: a real local registry, an image built from local files, pushed, then
+pulled back into the embedded store with docker-style progress, verified and unpacked.
 
-Starts a real local registry (Debian's docker-registry, as the tests do), uploads a
-sample blob made from local files, fetches it back, and verifies every byte with the
-native digester. It grows into pull → unpack → push as those land.
+Until our own push lands (issue #7) the image is pushed by skopeo, a real peer.
 """
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from pathlib import Path
 
-import requests
-
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))  # the test bed's registry launcher
+sys.path.insert(0, str(ROOT / "tests"))  # the test bed's registry launcher and OCI layout writer
 
 from bed.registry import Registry  # noqa: E402
+from docker_distribution.store import Store  # noqa: E402
+from oci import image_manifest, skopeo_push, write_layout  # noqa: E402
 
-import docker_distribution as dd  # noqa: E402
+
+def build_sample(work: Path) -> list[Path]:
+    """Two layers from files every Debian machine has."""
+    base, app = work / "base", work / "app"
+    for d, sources in ((base, ["/etc/os-release", "/etc/debian_version", "/usr/share/common-licenses"]),
+                       (app, ["/usr/share/doc/bash"])):
+        for s in map(Path, sources):
+            if not s.exists():
+                continue
+            dest = d / s.relative_to("/")
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            if s.is_dir():
+                shutil.copytree(s, dest, symlinks=True)
+            else:
+                shutil.copy2(s, dest)
+    (app / "hello.sh").write_text("#!/bin/sh\necho hello from docker-distribution\n")
+    (app / "hello.sh").chmod(0o755)
+    return [base, app]
 
 
 def main() -> int:
@@ -28,33 +45,27 @@ def main() -> int:
         work = Path(tmp)
         reg = Registry("demo", work / "registry").start()
         try:
-            print(f"started docker-registry at {reg.url} (storage {reg.storage})")
-            layer = work / "layer.tar"
-            with tarfile.open(layer, "w") as tar:
-                for p in ("/etc/os-release", "/etc/hostname", "/usr/share/common-licenses/GPL-3"):
-                    if Path(p).exists():
-                        tar.add(p)
-            digest, size = dd.Digest.from_file(layer)
-            print(f"built a sample layer from local files: {digest.short_id} ({size} bytes)")
+            print(f"started docker-registry at {reg.url}")
+            layout = work / "layout"
+            entry = image_manifest(layout, build_sample(work))
+            write_layout(layout, "latest", [entry], as_index=False)
+            ref = f"{reg.host}/demo/sample:latest"
+            skopeo_push(layout, "latest", ref)
+            print(f"built a 2-layer sample image from local files and pushed it to {ref} (with skopeo)\n")
 
-            repo = "demo/sample"
+            store_root = work / "store"
+            cli = [sys.executable, "-m", "docker_distribution.cli", "--root", str(store_root)]
             t0 = time.perf_counter()
-            r = requests.post(f"{reg.url}/v2/{repo}/blobs/uploads/", timeout=30)
-            r.raise_for_status()
-            location = requests.compat.urljoin(reg.url + "/", r.headers["Location"])
-            sep = "&" if "?" in location else "?"
-            requests.put(f"{location}{sep}digest={digest}", data=layer.read_bytes(), timeout=30).raise_for_status()
-            print(f"uploaded {digest} to {reg.host}/{repo}")
-
-            fetched = work / "fetched"
-            with requests.get(f"{reg.url}/v2/{repo}/blobs/{digest}", stream=True, timeout=30) as resp:
-                resp.raise_for_status()
-                with open(fetched, "wb") as f:
-                    for chunk in resp.iter_content(1 << 20):
-                        f.write(chunk)
-            dd.verify_file(fetched, digest, size)
-            print(f"fetched it back and verified size and digest natively in {time.perf_counter() - t0:.2f}s")
-            print("demo complete: pull, unpack and push arrive with the protocol and store issues")
+            subprocess.run([*cli, "pull", ref], check=True)
+            print(f"\npulled in {time.perf_counter() - t0:.2f}s into the embedded store at {store_root}")
+            subprocess.run([*cli, "images"], check=True)
+            rootfs = work / "rootfs"
+            subprocess.run([*cli, "unpack", ref, str(rootfs)], check=True)
+            out = subprocess.run(["sh", str(rootfs / "hello.sh")], capture_output=True, text=True, check=True).stdout
+            print(f"unpacked the root filesystem into {rootfs}; its hello.sh says: {out.strip()}")
+            problems = Store(store_root).verify()
+            print("store verified: every blob, config and layer re-hashed" if not problems else problems)
+            print("demo complete")
         finally:
             reg.stop()
     return 0

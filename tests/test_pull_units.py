@@ -5,20 +5,22 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 
-import pytest
-
 import docker_distribution as dd
+import pytest
+from bed.scripted import Reply, Request, ScriptedServer
 from docker_distribution import errors as E
 from docker_distribution.descriptor import Descriptor
-from docker_distribution.manifest import InvalidManifestError, detect_manifest_blob_media_type, parse_manifest
+from docker_distribution.manifest import (
+    InvalidManifestError,
+    detect_manifest_blob_media_type,
+    parse_manifest,
+)
 from docker_distribution.platform import Platform, filter_manifests, format_all, only
 from docker_distribution.pull import NoMatchesError, _Puller, _retry
+from docker_distribution.reference import parse_normalized_named
 from docker_distribution.registry import RetryPolicy, connect
 from docker_distribution.registry.auth import AuthConfig
 from docker_distribution.registry.service import APIEndpoint
-from docker_distribution.reference import parse_normalized_named
-
-from bed.scripted import Reply, Request, ScriptedServer
 
 CONFIG = b'{\n\t"architecture": "amd64",\n\t"os": "linux",\n\t"config": {},\n\t"rootfs": {\n\t\t"type": "layers",\n\t\t"diff_ids": []\n\t}\n}'
 CONFIG_DIGEST = "sha256:66ad98165d38f53ee73868f82bd4eed60556ddfee824810a4062c4f777b20a5b"

@@ -9,13 +9,16 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
-
 import docker_distribution as dd
+import pytest
 from docker_distribution import errors as E
 from docker_distribution.progress import CollectingProgress, Progress
 from docker_distribution.store.layers import LayerStore, PendingLayer, chain_id
-from docker_distribution.xfer import LayerDownloadManager, TransferContext, TransferManager
+from docker_distribution.xfer import (
+    LayerDownloadManager,
+    TransferContext,
+    TransferManager,
+)
 
 
 def _counting_job(steps: int = 10, delay: float = 0.005, inactive_at: int | None = None):  # type: ignore[no-untyped-def]

@@ -22,15 +22,31 @@ from .errors import (
     SizeMismatchError,
     UnsupportedMediaTypeError,
 )
+from .platform import Platform, parse_platform
+from .progress import JSONProgress, Progress, ProgressOutput, TerminalProgress
+from .pull import ImagePullConfig, pull, pull_image
 from .reference import Reference, parse_docker_ref, parse_normalized_named
 from .registry import AuthConfig, RegistryService, RetryPolicy, ServiceOptions
+from .store import Store
 from .tags import get_repositories, tags
+from .xfer import LayerDownloadManager
 
 __all__ = [
     "AIModelNotSupportedError",
     "AuthConfig",
     "Config",
     "Descriptor",
+    "ImagePullConfig",
+    "JSONProgress",
+    "LayerDownloadManager",
+    "Platform",
+    "Progress",
+    "ProgressOutput",
+    "Store",
+    "TerminalProgress",
+    "parse_platform",
+    "pull",
+    "pull_image",
     "Reference",
     "RegistryResolver",
     "RegistryService",
