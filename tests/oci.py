@@ -79,6 +79,7 @@ def skopeo_push(layout: Path, tag: str, dest: str, *, all_images: bool = False, 
 
 def umoci_unpack(src: str, work: Path) -> Path:
     """skopeo copies the image from the registry into an OCI layout, umoci unpacks it."""
+    work.mkdir(parents=True, exist_ok=True)
     layout = work / "umoci-layout"
     subprocess.run(["skopeo", "copy", "--src-tls-verify=false", "--quiet", f"docker://{src}", f"oci:{layout}:t"],
                    check=True, capture_output=True)

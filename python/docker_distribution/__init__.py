@@ -25,6 +25,7 @@ from .errors import (
 from .platform import Platform, parse_platform
 from .progress import JSONProgress, Progress, ProgressOutput, TerminalProgress
 from .pull import ImagePullConfig, pull, pull_image
+from .push import ImagePushConfig, push, push_image
 from .reference import Reference, parse_docker_ref, parse_normalized_named
 from .registry import AuthConfig, RegistryService, RetryPolicy, ServiceOptions
 from .store import Store
@@ -37,6 +38,9 @@ __all__ = [
     "Config",
     "Descriptor",
     "ImagePullConfig",
+    "ImagePushConfig",
+    "push",
+    "push_image",
     "JSONProgress",
     "LayerDownloadManager",
     "Platform",

@@ -19,6 +19,7 @@ from .errors import DistributionError
 from .platform import parse_platform
 from .progress import JSONProgress, NullProgress, TerminalProgress, format_bytes
 from .pull import pull_image
+from .push import push_image
 from .reference import parse_normalized_named
 from .registry.auth import AuthConfig, DockerConfigFile
 from .registry.login import login, stored_credentials
@@ -50,6 +51,25 @@ def _cmd_pull(args: argparse.Namespace) -> int:
         print(ref.familiar if not ref.is_name_only else ref.familiar_name)
     elif not args.json:
         print(ref)  # docker prints the full reference last
+    return 0
+
+
+def _cmd_push(args: argparse.Namespace) -> int:
+    ref = parse_normalized_named(args.ref)
+    if ref.is_name_only and not args.all_tags:
+        ref = ref.tag_name_only()
+    out = JSONProgress() if args.json else NullProgress() if args.quiet else TerminalProgress()
+    cfg = Config(registry_service=_service(args), progress_output=out)
+    push_image(ref, _store(args), config=cfg, compression=args.compression,
+               max_concurrent_uploads=args.max_concurrent_uploads)
+    return 0
+
+
+def _cmd_tag(args: argparse.Namespace) -> int:
+    store = _store(args)
+    src = parse_normalized_named(args.src) if "/" in args.src or ":" in args.src else None
+    image_id = store.resolve(src.tag_name_only() if src is not None and src.digest is None else src or args.src)
+    store.references.add_tag(parse_normalized_named(args.dst).tag_name_only(), image_id, force=True)
     return 0
 
 
@@ -206,6 +226,20 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true")
     p.add_argument("--json", action="store_true", help="moby's JSON progress stream, one object per line")
     p.set_defaults(func=_cmd_pull)
+
+    p = sub.add_parser("push", parents=[registry_opts], help="push an image from the local store")
+    p.add_argument("ref", metavar="REF")
+    p.add_argument("-a", "--all-tags", action="store_true", help="push every local tag of the repository")
+    p.add_argument("--compression", choices=["gzip", "zstd"], default="gzip")
+    p.add_argument("--max-concurrent-uploads", type=int, default=5)
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("--json", action="store_true", help="moby's JSON progress stream, one object per line")
+    p.set_defaults(func=_cmd_push)
+
+    p = sub.add_parser("tag", help="create a tag DST that refers to SRC")
+    p.add_argument("src", metavar="SRC")
+    p.add_argument("dst", metavar="DST")
+    p.set_defaults(func=_cmd_tag)
 
     p = sub.add_parser("images", help="list images in the local store")
     p.set_defaults(func=_cmd_images)

@@ -9,6 +9,7 @@ from .transfer import (
            TransferManager,
            Watcher,
 )
+from .upload import LayerUploadManager, UploadDescriptor
 
-__all__ = ["DEFAULT_WAIT_DURATION", "DownloadDescriptor", "LayerDownloadManager", "Transfer", "TransferContext",
+__all__ = ["DEFAULT_WAIT_DURATION", "DownloadDescriptor", "LayerDownloadManager", "LayerUploadManager", "UploadDescriptor", "Transfer", "TransferContext",
            "TransferManager", "Watcher"]

@@ -1,0 +1,107 @@
+"""The layer upload manager (moby's ``xfer/upload.go``, spec §3.6).
+
+Five uploads at a time by default; identical keys (the same layer for the same repository)
+are uploaded once, within a push and across concurrent pushes; a failed upload is retried
+up to 5 times with moby's ``retries × 5`` second countdown.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from typing import Protocol
+
+from ..descriptor import Descriptor
+from ..errors import (
+    DistributionError,
+    DoNotRetry,
+    OperationCancelledError,
+    retry_on_error,
+)
+from ..progress import Progress, ProgressOutput
+from .transfer import (
+    DEFAULT_WAIT_DURATION,
+    Transfer,
+    TransferContext,
+    TransferManager,
+    Watcher,
+)
+
+__all__ = ["DEFAULT_MAX_CONCURRENT_UPLOADS", "MAX_UPLOAD_ATTEMPTS", "LayerUploadManager", "UploadDescriptor"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_CONCURRENT_UPLOADS = 5  # moby's daemon default
+MAX_UPLOAD_ATTEMPTS = 5  # moby: not configurable
+RETRY_DELAY_UNIT = 5
+
+
+class UploadDescriptor(Protocol):
+    def key(self) -> str: ...
+
+    def id(self) -> str: ...
+
+    def upload(self, ctx: TransferContext) -> Descriptor: ...
+
+    def set_remote_descriptor(self, d: Descriptor) -> None: ...
+
+
+class LayerUploadManager:
+    def __init__(self, concurrency: int = DEFAULT_MAX_CONCURRENT_UPLOADS, *,
+                 wait_duration: float = DEFAULT_WAIT_DURATION, max_attempts: int = MAX_UPLOAD_ATTEMPTS) -> None:
+        self.tm = TransferManager(concurrency)
+        self.wait_duration = wait_duration
+        self.max_attempts = max_attempts
+
+    def set_concurrency(self, concurrency: int) -> None:
+        self.tm.set_concurrency(concurrency)
+
+    def upload(self, layers: Sequence[UploadDescriptor], out: ProgressOutput,
+               cancel: threading.Event | None = None) -> None:
+        transfers: dict[str, tuple[Transfer, Watcher]] = {}
+        order: list[tuple[UploadDescriptor, str]] = []
+        for d in layers:
+            out.write_progress(Progress(d.id(), action="Preparing"))
+            if d.key() not in transfers:
+                transfers[d.key()] = self.tm.transfer(d.key(), self._run(d), out)
+            order.append((d, d.key()))
+        try:
+            for key, (t, _) in transfers.items():
+                while not t.done.wait(0.05):
+                    if cancel is not None and cancel.is_set():
+                        raise OperationCancelledError()
+                if t.error is not None:
+                    raise t.error
+            for d, key in order:
+                d.set_remote_descriptor(transfers[key][0].result)
+        finally:
+            for t, w in transfers.values():
+                t.release(w)
+
+    def _run(self, d: UploadDescriptor):  # type: ignore[no-untyped-def]
+        def run(ctx: TransferContext) -> Descriptor:
+            if not ctx.started_immediately:
+                ctx.progress(Progress(d.id(), action="Waiting"))
+                ctx.wait_for_slot()
+            retries = 0
+            while True:
+                try:
+                    return d.upload(ctx)
+                except BaseException as exc:
+                    if ctx.cancelled.is_set():
+                        raise OperationCancelledError() from exc
+                    retries += 1
+                    err = exc if isinstance(exc, DoNotRetry) else retry_on_error(exc)
+                    if isinstance(err, DoNotRetry) or retries >= self.max_attempts or not isinstance(exc, Exception):
+                        log.error("Upload failed: %s", exc)
+                        raise
+                    log.error("Upload failed, retrying: %s", exc)
+                    for n in range(retries * RETRY_DELAY_UNIT, 0, -1):
+                        ctx.progress(Progress(d.id(), action=f"Retrying in {n} second{'s' if n != 1 else ''}"))
+                        try:
+                            ctx.sleep(self.wait_duration)
+                        except OperationCancelledError:
+                            raise DistributionError("upload cancelled during retry delay") from None
+
+        return run

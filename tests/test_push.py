@@ -1,0 +1,140 @@
+"""Push against the real registry: round trips with skopeo and umoci, mounts, zstd, auth."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import docker_distribution as dd
+import pytest
+from bed.proxy import FaultProxy
+from bed.registry import Registry
+from conftest import TokenBed
+from docker_distribution import errors as E
+from docker_distribution.progress import CollectingProgress
+from docker_distribution.pull import pull_image
+from docker_distribution.push import push_image
+from docker_distribution.registry.auth import AuthConfig
+from docker_distribution.store import Store
+from helpers import tree
+from oci import image_manifest, skopeo_push, umoci_unpack, write_layout
+
+ANON = dd.Config(auth_config=AuthConfig(), retry=dd.RetryPolicy(attempts=2, backoff=0.01))
+
+
+def _source_image(tmp: Path, reg: Registry, repo: str) -> str:
+    base = tmp / "src-base"
+    (base / "etc").mkdir(parents=True)
+    (base / "etc" / "os-release").write_text("ID=pushed\n")
+    (base / "big.bin").write_bytes(os.urandom(3 << 20))
+    (base / "link").symlink_to("etc/os-release")
+    top = tmp / "src-top"
+    top.mkdir()
+    (top / ".wh.big.bin").write_text("")
+    (top / "app").write_text("app\n")
+    layout = tmp / "src-layout"
+    write_layout(layout, "v1", [image_manifest(layout, [base, top])], as_index=False)
+    skopeo_push(layout, "v1", f"{reg.host}/{repo}:v1")
+    return f"{reg.host}/{repo}:v1"
+
+
+@pytest.fixture
+def pulled(registry: Registry, tmp_path: Path, repo_name: str) -> tuple[Store, dd.Reference, dd.Digest]:
+    src = _source_image(tmp_path, registry, repo_name)
+    store = Store(tmp_path / "store")
+    ref = dd.parse_normalized_named(src)
+    image_id = pull_image(ref, store, config=ANON)
+    assert image_id is not None
+    return store, ref, image_id
+
+
+def test_push_to_another_repo_mounts_every_layer(registry: Registry, pulled: tuple[Store, dd.Reference, dd.Digest],
+                                                 tmp_path: Path) -> None:
+    store, ref, image_id = pulled
+    proxy = FaultProxy(registry.url)
+    try:
+        # pull through the proxy host so the V2 metadata names the proxy's registry
+        pstore = Store(tmp_path / "pstore")
+        pref = dd.parse_normalized_named(f"{proxy.host}/{ref.path}:v1")
+        pull_image(pref, pstore, config=ANON)
+        target = dd.parse_normalized_named(f"{proxy.host}/{ref.path}-copy:v1")
+        pstore.references.add_tag(target, image_id)
+        out = CollectingProgress()
+        push_image(target, pstore, config=ANON, progress_output=out)
+        mounted = [p for p in out.items if p.action.startswith("Mounted from")]
+        assert len(mounted) == 2 and all(p.action == f"Mounted from {ref.path}" for p in mounted)
+        patched = [r for r in proxy.requests if r[0] in ("PATCH", "PUT") and "/blobs/uploads/" in r[1]]
+        assert [r for r in patched if r[0] == "PATCH"] == []  # zero layer bytes uploaded
+        assert any(t.startswith("v1: digest: sha256:") for t in out.texts())
+        assert out.items[-1].aux is not None and out.items[-1].aux["Tag"] == "v1"
+    finally:
+        proxy.stop()
+
+
+def test_push_to_a_second_registry_round_trips_through_skopeo_and_umoci(
+        registry_factory: object, pulled: tuple[Store, dd.Reference, dd.Digest], tmp_path: Path) -> None:
+    store, ref, image_id = pulled
+    second: Registry = registry_factory()  # type: ignore[operator]
+    target = dd.parse_normalized_named(f"{second.host}/copied/app:v1")
+    store.references.add_tag(target, image_id)
+    out = CollectingProgress()
+    push_image(target, store, config=ANON, progress_output=out)
+    assert out.texts()[0] == f"The push refers to repository [{second.host}/copied/app]"
+    assert out.texts().count("Pushed") == 2
+    theirs = umoci_unpack(f"{second.host}/copied/app:v1", tmp_path / "u")
+    ours = tmp_path / "ours"
+    store.unpack(image_id, ours)
+    assert tree(ours) == tree(theirs)
+    raw = subprocess.run(["skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{second.host}/copied/app:v1"],
+                         capture_output=True, check=True).stdout
+    assert b'\n   "schemaVersion": 2,\n   "mediaType": "application/vnd.docker.distribution.manifest.v2+json"' in raw
+    assert json.loads(raw)["config"]["mediaType"] == "application/vnd.docker.container.image.v1+json"
+    # pushing again finds every layer already there
+    again = CollectingProgress()
+    push_image(target, store, config=ANON, progress_output=again)
+    assert again.texts().count("Layer already exists") == 2
+
+
+def test_zstd_push_is_pulled_back_by_skopeo(registry_factory: object, pulled: tuple[Store, dd.Reference, dd.Digest],
+                                            tmp_path: Path) -> None:
+    store, ref, image_id = pulled
+    reg: Registry = registry_factory()  # type: ignore[operator]
+    target = dd.parse_normalized_named(f"{reg.host}/z/app:v1")
+    store.references.add_tag(target, image_id)
+    push_image(target, store, config=ANON, compression="zstd")
+    raw = json.loads(subprocess.run(["skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{reg.host}/z/app:v1"],
+                                    capture_output=True, check=True).stdout)
+    assert raw["mediaType"] == "application/vnd.oci.image.manifest.v1+json"
+    assert {layer["mediaType"] for layer in raw["layers"]} == {"application/vnd.oci.image.layer.v1.tar+zstd"}
+    subprocess.run(["skopeo", "copy", "--src-tls-verify=false", "--quiet", f"docker://{reg.host}/z/app:v1",
+                    f"oci:{tmp_path / 'z-layout'}:t"], check=True)
+    fresh = Store(tmp_path / "fresh")
+    assert pull_image(target, fresh, config=ANON) == image_id
+
+
+def test_push_with_a_pull_only_token_fails_typed_and_leaves_nothing(
+        token_registry: TokenBed, pulled: tuple[Store, dd.Reference, dd.Digest], repo_name: str) -> None:
+    store, _, image_id = pulled
+    reg = token_registry.registry
+    target = dd.parse_normalized_named(f"{reg.host}/{repo_name}:v1")
+    store.references.add_tag(target, image_id)
+    cfg = dd.Config(auth_config=AuthConfig(username="reader", password="reader-token-pw"))
+    with pytest.raises(E.DistributionError) as info:
+        push_image(target, store, config=cfg)
+    assert isinstance(info.value, (E.DeniedError, E.UnauthorizedError))
+    alice = AuthConfig(username="alice", password="alice-token-pw")
+    with pytest.raises(E.DistributionError):  # no tag, no manifest was written
+        dd.tags(target, dd.Config(auth_config=alice))
+
+
+def test_push_errors_keep_mobys_messages(tmp_path: Path, registry: Registry) -> None:
+    store = Store(tmp_path)
+    with pytest.raises(E.DistributionError, match="An image does not exist locally with the tag: .*/nothing"):
+        push_image(dd.parse_normalized_named(f"{registry.host}/nothing:v1"), store, config=ANON)
+    store.references.add_tag(dd.parse_normalized_named(f"{registry.host}/x:v1"), dd.digest_bytes(b"i"))
+    with pytest.raises(E.DistributionError, match="cannot push a digest reference"):
+        push_image(dd.parse_normalized_named(f"{registry.host}/x@{dd.digest_bytes(b'm')}"), store, config=ANON)
+    with pytest.raises(E.DistributionError, match="tag does not exist: .*/x:v2"):
+        push_image(dd.parse_normalized_named(f"{registry.host}/x:v2"), store, config=ANON)
