@@ -1,11 +1,11 @@
-"""The README's main job: a real local registry, an image built from local files, pushed, then
-pulled back into the embedded store with docker-style progress, verified and unpacked.
-
-Until our own push lands (issue #7) the image is pushed by skopeo, a real peer.
+"""The README's main job: a real local registry, an image built from local files and pushed
+with our own push, then pulled back into a second, empty store with docker-style progress,
+unpacked, run, and verified. skopeo, a real peer, reads the pushed image too.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # the test bed's registry launcher and OCI layout writer
 
 from bed.registry import Registry  # noqa: E402
+import docker_distribution as dd  # noqa: E402
 from docker_distribution.store import Store  # noqa: E402
 from oci import image_manifest, skopeo_push, write_layout  # noqa: E402
 
@@ -46,21 +47,28 @@ def main() -> int:
         reg = Registry("demo", work / "registry").start()
         try:
             print(f"started docker-registry at {reg.url}")
-            layout = work / "layout"
-            entry = image_manifest(layout, build_sample(work))
-            write_layout(layout, "latest", [entry], as_index=False)
             ref = f"{reg.host}/demo/sample:latest"
-            skopeo_push(layout, "latest", ref)
-            print(f"built a 2-layer sample image from local files and pushed it to {ref} (with skopeo)\n")
+            pusher_root = work / "store-a"
+            image_id = Store(pusher_root).image_from_directories(build_sample(work), dd.parse_normalized_named(ref))
+            print(f"built image {image_id.short_id} from local files in store {pusher_root}\n")
 
-            store_root = work / "store"
-            cli = [sys.executable, "-m", "docker_distribution.cli", "--root", str(store_root)]
+            def cli(root: Path, *args: str) -> None:
+                subprocess.run([sys.executable, "-m", "docker_distribution.cli", "--root", str(root), *args], check=True)
+
             t0 = time.perf_counter()
-            subprocess.run([*cli, "pull", ref], check=True)
-            print(f"\npulled in {time.perf_counter() - t0:.2f}s into the embedded store at {store_root}")
-            subprocess.run([*cli, "images"], check=True)
+            cli(pusher_root, "push", ref)
+            print(f"\npushed in {time.perf_counter() - t0:.2f}s")
+            inspect = subprocess.run(["skopeo", "inspect", "--tls-verify=false", f"docker://{ref}"],
+                                     capture_output=True, text=True, check=True).stdout
+            print(f"skopeo sees it: {len(json.loads(inspect)['Layers'])} layers, digest {json.loads(inspect)['Digest']}\n")
+
+            store_root = work / "store-b"
+            t0 = time.perf_counter()
+            cli(store_root, "pull", ref)
+            print(f"\npulled in {time.perf_counter() - t0:.2f}s into an empty store at {store_root}")
+            cli(store_root, "images")
             rootfs = work / "rootfs"
-            subprocess.run([*cli, "unpack", ref, str(rootfs)], check=True)
+            cli(store_root, "unpack", ref, str(rootfs))
             out = subprocess.run(["sh", str(rootfs / "hello.sh")], capture_output=True, text=True, check=True).stdout
             print(f"unpacked the root filesystem into {rootfs}; its hello.sh says: {out.strip()}")
             problems = Store(store_root).verify()

@@ -116,6 +116,33 @@ class Store:
             out += [f"Deleted: {i}" for i in report.images]
         return out
 
+    def image_from_directories(self, layer_dirs: list[os.PathLike[str] | str], ref: Reference | None = None, *,
+                               config: dict[str, object] | None = None, mtime: int | None = 0) -> Digest:
+        """Make an image whose layers are the given directories (bottom first), like ``docker import``
+        of several trees: each becomes a deterministic tar layer; the image is tagged ``ref`` if given."""
+        import tempfile
+
+        from ..layer import produce_layer
+        from ..platform import default_platform
+
+        parent: Digest | None = None
+        diff_ids: list[str] = []
+        for d in layer_dirs:
+            with tempfile.TemporaryDirectory(dir=self.root) as tmp:
+                blob = Path(tmp) / "layer.tar"
+                produce_layer(blob, source_dir=d, compression="none", mtime=mtime)
+                layer = self.layers.register_file(blob, parent)
+            parent = layer.chain_id
+            diff_ids.append(str(layer.diff_id))
+            layer.release()
+        host = default_platform()
+        doc: dict[str, object] = {"architecture": host.architecture, "os": host.os, "config": {},
+                                  **(config or {}), "rootfs": {"type": "layers", "diff_ids": diff_ids}}
+        image_id = self.images.put(json.dumps(doc, separators=(",", ":")).encode())
+        if ref is not None:
+            self.references.add_tag(ref, image_id, force=True)
+        return image_id
+
     # --- garbage collection ----------------------------------------------------------------
 
     def prune(self) -> PruneReport:
