@@ -73,6 +73,18 @@ def _cmd_tag(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_save(args: argparse.Namespace) -> int:
+    store = _store(args)
+    store.save([parse_normalized_named(r) for r in args.refs], args.output)
+    return 0
+
+
+def _cmd_load(args: argparse.Namespace) -> int:
+    for image_id, ref in _store(args).load(args.input):
+        print(f"Loaded image: {ref}" if ref is not None else f"Loaded image ID: {image_id}")
+    return 0
+
+
 def _cmd_images(args: argparse.Namespace) -> int:
     store = _store(args)
     rows = [("REPOSITORY", "TAG", "IMAGE ID", "SIZE")]
@@ -240,6 +252,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("src", metavar="SRC")
     p.add_argument("dst", metavar="DST")
     p.set_defaults(func=_cmd_tag)
+
+    p = sub.add_parser("save", help="write images to an OCI layout (a directory, or a .tar)")
+    p.add_argument("refs", nargs="+", metavar="REF")
+    p.add_argument("-o", "--output", required=True, metavar="PATH")
+    p.set_defaults(func=_cmd_save)
+
+    p = sub.add_parser("load", help="load images from an OCI layout (a directory, or a .tar)")
+    p.add_argument("-i", "--input", required=True, metavar="PATH")
+    p.set_defaults(func=_cmd_load)
 
     p = sub.add_parser("images", help="list images in the local store")
     p.set_defaults(func=_cmd_images)

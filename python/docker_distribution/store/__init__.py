@@ -143,6 +143,18 @@ class Store:
             self.references.add_tag(ref, image_id, force=True)
         return image_id
 
+    def save(self, refs: list[Reference], path: os.PathLike[str] | str) -> None:
+        """Write images to an OCI layout directory or ``.tar`` (see :mod:`.layout`)."""
+        from .layout import save
+
+        save(self, refs, path)
+
+    def load(self, path: os.PathLike[str] | str) -> list[tuple[Digest, Reference | None]]:
+        """Load an OCI layout directory or ``.tar``; every blob is verified."""
+        from .layout import load
+
+        return load(self, path)
+
     # --- garbage collection ----------------------------------------------------------------
 
     def prune(self) -> PruneReport:

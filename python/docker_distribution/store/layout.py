@@ -1,0 +1,148 @@
+"""OCI image layouts (image-spec "Image Layout"): ``save`` images from the store, ``load`` them back.
+
+``save`` writes ``oci-layout``, ``index.json`` and ``blobs/`` — the config as stored, each layer
+rebuilt from its diff and gzip-compressed natively, an OCI manifest — into a directory, or a
+``.tar`` of one. Each image is named in the index by ``org.opencontainers.image.ref.name`` (its
+tag, as skopeo's ``oci:DIR:TAG`` and umoci expect) and ``io.containerd.image.name`` (the full
+reference). ``load`` verifies every blob it reads, registers the layers, stores the configs, and
+tags what carries a full reference; it returns the image IDs (the config digests).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tarfile
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ..descriptor import Descriptor
+from ..digest import Digest
+from ..errors import DistributionError
+from ..layer import produce_layer
+from ..mediatype import INDEX_TYPES, OCI_CONFIG, OCI_INDEX, OCI_LAYER_GZIP, OCI_MANIFEST
+from ..platform import default_platform, filter_manifests
+from ..reference import Reference, parse_normalized_named
+
+__all__ = ["load", "save"]
+
+REF_NAME = "org.opencontainers.image.ref.name"
+CONTAINERD_NAME = "io.containerd.image.name"
+
+
+def save(store: Any, refs: Sequence[Reference], path: os.PathLike[str] | str) -> None:
+    """Write the images ``refs`` name into an OCI layout at ``path`` (a ``.tar`` file if it ends so)."""
+    target = Path(path)
+    if target.suffix == ".tar":
+        with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+            _save_dir(store, refs, Path(tmp) / "layout")
+            with tarfile.open(target, "w") as t:
+                for p in sorted((Path(tmp) / "layout").rglob("*")):
+                    t.add(p, arcname=str(p.relative_to(Path(tmp) / "layout")), recursive=False)
+        return
+    _save_dir(store, refs, target)
+
+
+def _blob(layout: Path, data: bytes) -> Descriptor:
+    d = Digest.from_bytes(data)
+    p = layout / "blobs" / d.algorithm / d.encoded
+    p.parent.mkdir(parents=True, exist_ok=True)
+    if not p.exists():
+        p.write_bytes(data)
+    return Descriptor("", d, len(data))
+
+
+def _save_dir(store: Any, refs: Sequence[Reference], layout: Path) -> None:
+    layout.mkdir(parents=True, exist_ok=True)
+    (layout / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
+    entries = []
+    for ref in refs:
+        image_id: Digest = store.references.get(ref if ref.digest else ref.tag_name_only())
+        config = store.images.get(image_id)
+        _blob(layout, config)
+        layers = []
+        cid = store.image_chain_id(image_id)
+        for info in (store.layers.chain(cid) if cid is not None else []):
+            d = store.layers.layer_dir(info.chain_id)
+            tmp = layout / "blobs" / "sha256" / ".layer.tmp"
+            produced = produce_layer(tmp, source_diff=(d / "diff", d / "tar-split.zst"), compression="gzip")
+            tmp.rename(layout / "blobs" / "sha256" / produced.digest.encoded)
+            layers.append({"mediaType": OCI_LAYER_GZIP, "digest": str(produced.digest), "size": produced.size})
+        manifest = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+                               "config": {"mediaType": OCI_CONFIG, "digest": str(image_id), "size": len(config)},
+                               "layers": layers}, separators=(",", ":")).encode()
+        m = _blob(layout, manifest)
+        full = ref if ref.digest is None else ref
+        entries.append({"mediaType": OCI_MANIFEST, "digest": str(m.digest), "size": m.size,
+                        "annotations": {REF_NAME: full.tag or "latest", CONTAINERD_NAME: str(full.tag_name_only())}})
+    (layout / "oci-layout").write_text(json.dumps({"imageLayoutVersion": "1.0.0"}))
+    (layout / "index.json").write_text(json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries}))
+
+
+def load(store: Any, path: os.PathLike[str] | str) -> list[tuple[Digest, Reference | None]]:
+    """Load an OCI layout directory or ``.tar``; returns (image ID, reference or None) per image."""
+    source = Path(path)
+    if source.is_file():
+        with tempfile.TemporaryDirectory(dir=store.root) as tmp:
+            with tarfile.open(source) as t:
+                t.extractall(tmp, filter="data")
+            return _load_dir(store, Path(tmp))
+    return _load_dir(store, source)
+
+
+def _read_blob(layout: Path, desc: Descriptor, limit: int = 16 << 20) -> bytes:
+    p = layout / "blobs" / desc.digest.algorithm / desc.digest.encoded
+    if p.stat().st_size > limit:
+        raise DistributionError(f"{desc.digest}: too large for a manifest or config")
+    data = p.read_bytes()
+    desc.digest.verify_bytes(data)
+    return data
+
+
+def _load_dir(store: Any, layout: Path) -> list[tuple[Digest, Reference | None]]:
+    try:
+        index = json.loads((layout / "index.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise DistributionError(f"{layout}: not an OCI image layout: {exc}") from None
+    out: list[tuple[Digest, Reference | None]] = []
+    for entry in index.get("manifests") or ():
+        desc = Descriptor.from_json(entry)
+        annotations = entry.get("annotations") or {}
+        image_id = _load_manifest(store, layout, desc)
+        name = annotations.get(CONTAINERD_NAME) or annotations.get(REF_NAME) or ""
+        ref: Reference | None = None
+        try:
+            ref = parse_normalized_named(name) if "/" in name or ("." in name.split(":")[0]) else None
+        except DistributionError:
+            ref = None
+        if ref is not None and ref.digest is None:
+            store.references.add_tag(ref, image_id, force=True)
+        out.append((image_id, ref))
+    return out
+
+
+def _load_manifest(store: Any, layout: Path, desc: Descriptor) -> Digest:
+    doc = json.loads(_read_blob(layout, desc))
+    if desc.media_type in INDEX_TYPES or "manifests" in doc:
+        children = [Descriptor.from_json(m) for m in doc.get("manifests") or ()]
+        matches = filter_manifests(children, default_platform())
+        if not matches:
+            raise DistributionError("no manifest in the layout's index matches this platform")
+        return _load_manifest(store, layout, matches[0])
+    config_desc = Descriptor.from_json(doc["config"])
+    config = _read_blob(layout, config_desc)
+    parent: Digest | None = None
+    for layer_doc in doc.get("layers") or ():
+        ld = Descriptor.from_json(layer_doc)
+        blob = layout / "blobs" / ld.digest.algorithm / ld.digest.encoded
+        layer = store.layers.register_file(blob, parent, digest=ld.digest, size=ld.size)
+        parent = layer.chain_id
+        layer.release()
+    image_id: Digest = store.images.put(config)
+    if store.image_chain_id(image_id) != parent:
+        raise DistributionError("layers from manifest don't match image configuration")
+    return image_id
+
+

@@ -1,0 +1,104 @@
+"""OCI image layouts: our save read by skopeo and umoci, skopeo's layouts loaded by us."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import docker_distribution as dd
+import pytest
+from bed.registry import Registry
+from docker_distribution import errors as E
+from docker_distribution.registry.auth import AuthConfig
+from docker_distribution.store import Store
+from helpers import tree
+
+ANON = dd.Config(auth_config=AuthConfig())
+
+
+def _image(store: Store, tmp: Path, name: str) -> tuple[dd.Reference, dd.Digest]:
+    base, top = tmp / "base", tmp / "top"
+    (base / "etc").mkdir(parents=True)
+    (base / "etc" / "os-release").write_text("ID=layout\n")
+    (base / "bin").mkdir()
+    (base / "bin" / "x").write_bytes(os.urandom(100_000))
+    (base / "bin" / "y").symlink_to("x")
+    top.mkdir()
+    (top / "etc").mkdir()
+    (top / "etc" / ".wh.os-release").write_text("")
+    (top / "app").write_text("app\n")
+    ref = dd.parse_normalized_named(name)
+    return ref, store.image_from_directories([base, top], ref)
+
+
+@pytest.mark.parametrize("as_tar", [False, True], ids=["dir", "tar"])
+def test_save_is_read_by_skopeo_and_umoci(tmp_path: Path, registry: Registry, repo_name: str, as_tar: bool) -> None:
+    store = Store(tmp_path / "store")
+    ref, image_id = _image(store, tmp_path, "example.com/team/app:1.0")
+    out = tmp_path / ("saved.tar" if as_tar else "saved")
+    store.save([ref], out)
+    layout = out
+    if as_tar:
+        layout = tmp_path / "extracted"
+        layout.mkdir()
+        subprocess.run(["tar", "-xf", str(out), "-C", str(layout)], check=True)
+    subprocess.run(["skopeo", "copy", "--quiet", "--dest-tls-verify=false", f"oci:{layout}:1.0",
+                    f"docker://{registry.host}/{repo_name}:1.0"], check=True)
+    bundle = tmp_path / "bundle"
+    subprocess.run(["umoci", "unpack", "--image", f"{layout}:1.0", str(bundle)], check=True, capture_output=True)
+    ours = tmp_path / "ours"
+    store.unpack(image_id, ours)
+    assert tree(ours) == tree(bundle / "rootfs")
+    pulled = Store(tmp_path / "pulled")
+    assert dd.pull_image(dd.parse_normalized_named(f"{registry.host}/{repo_name}:1.0"), pulled, config=ANON) == image_id
+
+
+def test_load_of_a_skopeo_layout_gives_skopeos_config_digest(tmp_path: Path, registry: Registry, repo_name: str) -> None:
+    src = Store(tmp_path / "src")
+    ref, _ = _image(src, tmp_path, f"{registry.host}/{repo_name}:v1")
+    dd.push_image(ref, src, config=ANON)
+    layout = tmp_path / "skopeo-layout"
+    subprocess.run(["skopeo", "copy", "--quiet", "--src-tls-verify=false", f"docker://{ref}", f"oci:{layout}:v1"],
+                   check=True)
+    raw = json.loads(subprocess.run(["skopeo", "inspect", "--raw", f"oci:{layout}:v1"], capture_output=True,
+                                    check=True).stdout)
+    store = Store(tmp_path / "dst")
+    [(image_id, name)] = store.load(layout)
+    assert str(image_id) == raw["config"]["digest"]
+    assert name is None  # skopeo names only the tag
+    rootfs = tmp_path / "rootfs"
+    store.unpack(image_id, rootfs)
+    assert (rootfs / "app").read_text() == "app\n" and not (rootfs / "etc" / "os-release").exists()
+    assert store.verify() == []
+
+
+def test_load_refuses_a_tampered_layout(tmp_path: Path) -> None:
+    store = Store(tmp_path / "store")
+    ref, _ = _image(store, tmp_path, "example.com/a:1")
+    store.save([ref], tmp_path / "saved")
+    index = json.loads((tmp_path / "saved" / "index.json").read_text())
+    manifest_path = tmp_path / "saved" / "blobs" / "sha256" / index["manifests"][0]["digest"].split(":")[1]
+    layer = json.loads(manifest_path.read_text())["layers"][0]["digest"].split(":")[1]
+    blob = tmp_path / "saved" / "blobs" / "sha256" / layer
+    data = bytearray(blob.read_bytes())
+    data[len(data) // 2] ^= 1
+    blob.write_bytes(bytes(data))
+    fresh = Store(tmp_path / "fresh")
+    with pytest.raises((E.DigestMismatchError, E.CorruptLayerError)):
+        fresh.load(tmp_path / "saved")
+    assert fresh.layers.list() == [] and fresh.images.list() == []
+
+
+def test_save_and_load_cli(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    store = Store(root)
+    ref, image_id = _image(store, tmp_path, "example.com/cli/app:2")
+    exe = str(Path(sys.executable).parent / "docker-distribution")
+    subprocess.run([exe, "--root", str(root), "save", str(ref), "-o", str(tmp_path / "img.tar")], check=True)
+    out = subprocess.run([exe, "--root", str(tmp_path / "other"), "load", "-i", str(tmp_path / "img.tar")],
+                         capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "Loaded image: example.com/cli/app:2"
+    assert Store(tmp_path / "other").references.get(ref) == image_id
