@@ -87,3 +87,34 @@ def test_a_flipped_byte_in_transit_is_never_accepted(registry: Registry, proxy: 
     with pytest.raises(dd.DigestMismatchError):
         pull_image(dd.parse_normalized_named(f"{proxy.host}/{path}"), store, config=ANON)
     assert store.layers.list() == [] and store.references.all() == {} and store.leftovers() == []
+
+
+def test_a_killed_pull_continues_where_it_stopped(registry: Registry, proxy: FaultProxy, tmp_path: Path,
+                                                  repo_name: str) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    path, digest, size = _image(tmp_path, registry, repo_name)
+    proxy.add(Fault(match=f"/blobs/{digest}", method="GET", throttle=2 << 20))  # 2 MiB/s: a 4 MiB layer takes 2 s
+    root = tmp_path / "root"
+    exe = str(Path(sys.executable).parent / "docker-distribution")
+    env = {**os.environ, "DOCKER_CONFIG": str(tmp_path / "cfg")}
+    proc = subprocess.Popen([exe, "--root", str(root), "pull", "-q", f"{proxy.host}/{path}"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while proxy.total_sent(digest) < size // 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    first = proxy.total_sent(digest)
+    assert size // 2 <= first < size
+    store = Store(root)
+    assert store.verify() == [] and store.references.all() == {}
+    image_id = pull_image(dd.parse_normalized_named(f"{proxy.host}/{path}"), store, config=ANON)
+    second = proxy.total_sent(digest) - first
+    assert second < size  # the second run fetched only what the first did not keep
+    assert second <= size - first + 64 * 1024 * 2  # at most a little was lost in buffers at the kill
+    assert image_id is not None and store.verify() == [] and store.leftovers() == []
+    assert list(store.content.list_statuses()) == []  # the partial blob was dropped once used

@@ -67,7 +67,7 @@ from .reference import Reference
 from .registry.client import Repository, connect, parse_content_range
 from .registry.service import APIEndpoint
 from .store import Store
-from .store.content import ContentStore
+from .store.content import ContentStore, ContentWriter
 from .store.images import ImageStore
 from .store.layers import PendingLayer
 from .store.references import ReferenceStore
@@ -110,6 +110,9 @@ class ImagePullConfig(Config):
     schema2_types: Sequence[str] = ()
     platform: Platform | None = None
     cancel: threading.Event = field(default_factory=threading.Event)
+    #: keep each layer's compressed bytes as a content-store ingest while it downloads, so a pull
+    #: that is killed and run again continues where it stopped (beyond moby)
+    resumable: bool = True
 
 
 def pull(ref: Reference, config: ImagePullConfig, local: ContentStore) -> None:
@@ -339,7 +342,8 @@ class _Puller:
             _check_supported_media_type(d.media_type)
         if platform is not None and platform.os and normalize(platform).os != default_platform().os:
             raise DistributionError("operating system is not supported")
-        descriptors = [_LayerDescriptor(d, self.repo, self.config.metadata, self.out) for d in layers]
+        local = self.local if self.config.resumable else None
+        descriptors = [_LayerDescriptor(d, self.repo, self.config.metadata, self.out, local) for d in layers]
 
         config_result: dict[str, Any] = {}
         cancel = threading.Event()
@@ -429,11 +433,13 @@ def _retry(fn: Any, cancel: threading.Event) -> bytes:
 class _LayerDescriptor:
     """One layer of a pull: streams its blob into a pending layer, resuming with Range."""
 
-    def __init__(self, desc: Descriptor, repo: Repository, metadata: V2MetadataService | None, out: ProgressOutput) -> None:
+    def __init__(self, desc: Descriptor, repo: Repository, metadata: V2MetadataService | None, out: ProgressOutput,
+                 local: ContentStore | None = None) -> None:
         self.desc = desc
         self.repo = repo
         self.metadata = metadata
         self.out = out
+        self.local = local
 
     def key(self) -> str:
         return f"v2:{self.desc.digest}"
@@ -456,32 +462,62 @@ class _LayerDescriptor:
             except DistributionError:
                 pass
 
+    def _open_ingest(self) -> ContentWriter | None:
+        if self.local is None:
+            return None
+        try:
+            return self.local.writer(ref=f"pull-layer-{self.desc.digest}", total=self.desc.size, hashing=False)
+        except DistributionError:
+            return None  # another process is fetching this blob: no resumption record for us
+
     def download(self, ctx: TransferContext, pending: PendingLayer) -> None:
-        offset = 0
         size = self.desc.size
         progress = ProgressReader(_Broadcast(ctx), self.id(), "Downloading", size)
-        resumes = 0
-        while True:
-            ctx.check()
-            try:
-                offset = self._stream(ctx, pending, offset, progress)
-                break
-            except TransportError:
-                resumes += 1
-                if resumes > RESUMES_PER_ATTEMPT:
-                    raise
-                log.info("attempting to resume download of %s from %d bytes", self.desc.digest, pending.fed)
-        ctx.progress(Progress(self.id(), action="Verifying Checksum"))
+        ingest = self._open_ingest()
+        resumed = 0
         try:
-            pending.complete()
-        except DigestMismatchError as exc:
-            raise DoNotRetry(exc) from exc
+            if ingest is not None and ingest.offset:
+                # replay what an earlier attempt, or a killed process, saved; then continue remotely
+                resumed = ingest.offset
+                with open(ingest.data_path, "rb") as f:
+                    while chunk := f.read(_CHUNK):
+                        pending.feed(chunk)
+                        progress.add(len(chunk))
+                log.info("attempting to resume download of %s from %d bytes", self.desc.digest, resumed)
+            resumes = 0
+            while True:
+                ctx.check()
+                try:
+                    self._stream(ctx, pending, progress, ingest)
+                    break
+                except TransportError:
+                    resumes += 1
+                    if resumes > RESUMES_PER_ATTEMPT:
+                        raise
+                    log.info("attempting to resume download of %s from %d bytes", self.desc.digest, pending.fed)
+            ctx.progress(Progress(self.id(), action="Verifying Checksum"))
+            try:
+                pending.complete()
+            except DigestMismatchError as exc:
+                if ingest is not None:
+                    ingest.discard()
+                    ingest = None
+                if resumed:  # the saved bytes may be what was wrong: a fresh attempt can succeed
+                    raise DistributionError(f"filesystem layer verification failed for digest {self.desc.digest}") from exc
+                raise DoNotRetry(exc) from exc
+            if ingest is not None:
+                ingest.discard()
+                ingest = None
+        finally:
+            if ingest is not None:
+                ingest.close()  # keep the bytes: the next attempt (or run) resumes from them
         ctx.progress(Progress(self.id(), action="Download complete"))
         ctx.progress(Progress(self.id(), action="Extracting", current=size, total=size))
 
-    def _stream(self, ctx: TransferContext, pending: PendingLayer, offset: int, progress: ProgressReader) -> int:
-        """Feed the blob from ``offset`` on; returns the new offset. A broken stream raises
-        :class:`TransportError` after feeding what arrived, so the caller resumes from there."""
+    def _stream(self, ctx: TransferContext, pending: PendingLayer, progress: ProgressReader,
+                ingest: ContentWriter | None) -> None:
+        """Feed the blob from what ``pending`` has on. A broken stream raises :class:`TransportError`
+        after feeding what arrived, so the caller resumes from there."""
         offset = pending.fed
         resp = self.repo.open_blob(self.desc.digest, offset=offset)
         with resp:
@@ -504,6 +540,8 @@ class _LayerDescriptor:
                         chunk = chunk[skip:]
                         skip = 0
                     pending.feed(chunk)
+                    if ingest is not None:
+                        ingest.write(chunk)
                     progress.add(len(chunk))
                 offset = pending.fed
             except Exception as exc:
@@ -513,7 +551,6 @@ class _LayerDescriptor:
             if self.desc.size and offset < self.desc.size:
                 raise TransportError("GET", str(self.desc.digest), "unexpected EOF")
         progress.finish()
-        return offset
 
 
 class _Broadcast:

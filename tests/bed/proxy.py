@@ -7,7 +7,8 @@ request by path substring (first match, each fault used ``times`` times), can:
 * ``ignore_range``: drop the client's Range header (the upstream answers 200 with everything);
 * ``status``: answer with this status (and ``retry_after``) instead of forwarding;
 * ``flip_byte``: flip the byte at offset N of the body;
-* ``stall``: sleep this many seconds before answering.
+* ``stall``: sleep this many seconds before answering;
+* ``throttle``: send the body at this many bytes per second.
 
 Every response body byte sent is counted per path, so tests can measure what was re-fetched.
 """
@@ -35,6 +36,7 @@ class Fault:
     retry_after: str | None = None
     flip_byte: int | None = None
     stall: float = 0.0
+    throttle: int | None = None  # bytes per second of the body
 
 
 class FaultProxy:
@@ -138,6 +140,9 @@ class FaultProxy:
                 h.wfile.write(chunk)
                 sent += len(chunk)
                 self._count(h.path, len(chunk))
+                if fault and fault.throttle:
+                    h.wfile.flush()
+                    time.sleep(len(chunk) / fault.throttle)
         finally:
             conn.close()
 

@@ -68,6 +68,7 @@ class Store:
         self.references = ReferenceStore(self.root / "repositories.json")
         self.metadata = FSMetadataStore(self.root / "distribution")
         self.v2_metadata = V2MetadataService(self.metadata)
+        self._remove_stale_tmp_files()
 
     # --- images ----------------------------------------------------------------------------
 
@@ -189,6 +190,18 @@ class Store:
                 leftover.unlink(missing_ok=True)
             report.leftovers.append(str(leftover.relative_to(self.root)))
         return report
+
+    def _remove_stale_tmp_files(self, age: float = 300.0) -> None:
+        """Temporary files of atomic writes a crash interrupted (old enough that no writer is on them)."""
+        import time
+
+        cutoff = time.time() - age
+        for p in self.root.rglob(f"{TMP_PREFIX}*"):
+            if p.is_relative_to(self.layers.root / "tmp"):
+                continue
+            with contextlib.suppress(OSError):
+                if p.lstat().st_mtime < cutoff:
+                    shutil.rmtree(p) if p.is_dir() else p.unlink()
 
     def leftovers(self) -> list[Path]:
         """Temporary files and staging directories no live writer holds (what a crash leaves)."""

@@ -145,9 +145,13 @@ class ContentStore:
 
     # --- ingests ---------------------------------------------------------------------------
 
-    def writer(self, *, ref: str, descriptor: Descriptor | None = None, total: int | None = None) -> ContentWriter:
+    def writer(self, *, ref: str, descriptor: Descriptor | None = None, total: int | None = None,
+               hashing: bool = True) -> ContentWriter:
         """Open (or resume) the ingest ``ref``. Raises :class:`AlreadyExistsError` when the
-        descriptor's content is already committed, :class:`LockedError` when another writer holds ``ref``."""
+        descriptor's content is already committed, :class:`LockedError` when another writer holds ``ref``.
+
+        ``hashing=False`` keeps bytes for resumption only (someone else verifies them): such a
+        writer cannot commit."""
         if descriptor is not None and self.exists(descriptor.digest):
             raise AlreadyExistsError(f"content {descriptor.digest}: already exists")
         directory = self._ingest_dir(ref)
@@ -172,7 +176,7 @@ class ContentStore:
             meta["total"] = total
         meta["updated_at"] = now
         atomic_write(meta_path, json.dumps(meta).encode(), durable=False)
-        return ContentWriter(self, ref, directory, lock_fd, meta)
+        return ContentWriter(self, ref, directory, lock_fd, meta, hashing=hashing)
 
     def status(self, ref: str) -> Status:
         directory = self._ingest_dir(ref)
@@ -201,16 +205,19 @@ class ContentStore:
 class ContentWriter:
     """An open ingest. ``offset`` bytes are already written (a resumed ingest starts there)."""
 
-    def __init__(self, store: ContentStore, ref: str, directory: Path, lock_fd: int, meta: dict[str, object]) -> None:
+    def __init__(self, store: ContentStore, ref: str, directory: Path, lock_fd: int, meta: dict[str, object], *,
+                 hashing: bool = True) -> None:
         self.store = store
         self.ref = ref
         self._dir = directory
         self._lock_fd: int | None = lock_fd
         self._meta = meta
+        self._hashing = hashing
         self._digester = Digester()
         data = directory / "data"
         self._file = open(data, "ab")
-        if self._file.tell():
+        self._size = self._file.tell()
+        if self._file.tell() and hashing:
             # resume: hash what an earlier (perhaps killed) writer left, natively, in large reads
             with open(data, "rb") as f:
                 while chunk := f.read(_READ_CHUNK * 8):
@@ -218,11 +225,17 @@ class ContentWriter:
 
     @property
     def offset(self) -> int:
-        return self._digester.written
+        return self._size
+
+    @property
+    def data_path(self) -> Path:
+        return self._dir / "data"
 
     def write(self, data: bytes) -> int:
         self._file.write(data)
-        self._digester.update(data)
+        if self._hashing:
+            self._digester.update(data)
+        self._size += len(data)
         return len(data)
 
     def write_from(self, f: BinaryIO) -> int:
@@ -240,6 +253,7 @@ class ContentWriter:
         self._file.flush()
         self._file.truncate(size)
         self._file.seek(size)
+        self._size = size
         self._digester = Digester()
         if size:
             with open(self._dir / "data", "rb") as f:
@@ -248,6 +262,8 @@ class ContentWriter:
 
     def commit(self, size: int, expected: Digest | None, labels: Mapping[str, str] | None = None) -> Digest:
         """Verify and publish: temp data → fsync → rename into ``blobs/``; the ingest is removed."""
+        if not self._hashing:
+            raise FailedPreconditionError(f"ingest {self.ref} was opened for resumption only")
         self._file.flush()
         os.fsync(self._file.fileno())
         written = self.offset
@@ -267,6 +283,10 @@ class ContentWriter:
         fsync_dir(target.parent)
         self._finish()
         return actual
+
+    def discard(self) -> None:
+        """Remove the ingest (its bytes are not wanted)."""
+        self._finish()
 
     def close(self) -> None:
         """Stop writing but keep the ingest, so a later writer with the same ref resumes it."""

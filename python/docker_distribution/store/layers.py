@@ -119,9 +119,12 @@ class PendingLayer:
         self.store = store
         self.parent = parent
         self.tmp = unique_tmp(store.root / "tmp", "layer-")
-        self.tmp.mkdir(parents=True)
-        self._lock = os.open(self.tmp / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+        # the lock exists and is held before the directory appears, so no one can take a
+        # directory that is being filled for a crash leftover
+        self._lock_path = self.tmp.with_name(self.tmp.name + ".lock")
+        self._lock = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o644)
         fcntl.flock(self._lock, fcntl.LOCK_EX)
+        self.tmp.mkdir(parents=True)
         self._applier = LayerApplier(self.tmp / "diff", mode="diff", split=self.tmp / "tar-split.zst",
                                      digest=digest, size=size, limits=store.limits)
         self._applied: AppliedLayer | None = None
@@ -165,6 +168,8 @@ class PendingLayer:
 
     def _unlock(self) -> None:
         if self._lock >= 0:
+            with contextlib.suppress(FileNotFoundError):
+                self._lock_path.unlink()
             os.close(self._lock)
             self._lock = -1
 
@@ -182,6 +187,7 @@ class LayerStore:
         self.limits = limits
         (root / "sha256").mkdir(parents=True, exist_ok=True)
         (root / "tmp").mkdir(parents=True, exist_ok=True)
+        self.remove_leftovers()  # what crashed writers left; live writers hold their locks
         self._refs: dict[Digest, int] = {}
         self._lock = threading.Lock()
 
@@ -257,7 +263,6 @@ class LayerStore:
         meta = {"diff_id": str(applied.diff_id), "parent": str(pending.parent) if pending.parent else None,
                 "size": applied.uncompressed_size}
         (pending.tmp / "meta.json").write_text(json.dumps(meta))
-        (pending.tmp / "lock").unlink()
         final = self.layer_dir(cid)
         try:
             os.rename(pending.tmp, final)
@@ -300,17 +305,31 @@ class LayerStore:
         shutil.rmtree(gone, ignore_errors=True)
 
     def leftovers(self) -> Iterator[Path]:
-        """Staging directories no live writer holds (crash remains)."""
-        for d in (self.root / "tmp").iterdir():
-            lock = d / "lock"
+        """Staging directories and lock files no live writer holds (crash remains)."""
+        for p in sorted((self.root / "tmp").iterdir()):
+            lock = p if p.name.endswith(".lock") else p.with_name(p.name + ".lock")
+            if p.name.endswith(".lock") and p.with_name(p.name[: -len(".lock")]).exists():
+                continue  # judged together with its directory
             if not lock.exists():
-                yield d
+                yield p
                 continue
             fd = os.open(lock, os.O_RDWR)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                yield d
             except BlockingIOError:
-                pass
+                continue
             finally:
                 os.close(fd)
+            yield p
+            if lock != p:
+                yield lock
+
+    def remove_leftovers(self) -> builtins.list[Path]:
+        removed = []
+        for p in list(self.leftovers()):
+            if p.is_dir():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
+            removed.append(p)
+        return removed
