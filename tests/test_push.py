@@ -138,3 +138,46 @@ def test_push_errors_keep_mobys_messages(tmp_path: Path, registry: Registry) -> 
         push_image(dd.parse_normalized_named(f"{registry.host}/x@{dd.digest_bytes(b'm')}"), store, config=ANON)
     with pytest.raises(E.DistributionError, match="tag does not exist: .*/x:v2"):
         push_image(dd.parse_normalized_named(f"{registry.host}/x:v2"), store, config=ANON)
+
+
+def _proxy_push(registry: Registry, store: Store, image_id: dd.Digest, proxy: FaultProxy, name: str) -> CollectingProgress:
+    target = dd.parse_normalized_named(f"{proxy.host}/{name}:v1")
+    store.references.add_tag(target, image_id, force=True)
+    out = CollectingProgress()
+    push_image(target, store, config=ANON, progress_output=out)
+    return out
+
+
+def test_a_413_switches_the_upload_to_chunks(registry_factory: object, pulled: tuple[Store, dd.Reference, dd.Digest],
+                                             tmp_path: Path) -> None:
+    from bed.proxy import Fault
+
+    store, _, image_id = pulled
+    reg: Registry = registry_factory()  # type: ignore[operator]
+    proxy = FaultProxy(reg.url)
+    try:
+        proxy.add(Fault(match="/blobs/uploads/", method="PATCH", status=413, times=1))
+        out = _proxy_push(reg, store, image_id, proxy, "chunked/app")
+        patches = [h for (m, p, h) in proxy.requests if m == "PATCH"]
+        assert any("Content-Range" in h for h in patches), "the retried upload used Content-Range chunks"
+        assert out.texts().count("Pushed") == 2
+        fresh = Store(tmp_path / "fresh")
+        assert pull_image(dd.parse_normalized_named(f"{reg.host}/chunked/app:v1"), fresh, config=ANON) == image_id
+    finally:
+        proxy.stop()
+
+
+def test_small_layers_go_up_in_one_put(registry_factory: object, tmp_path: Path) -> None:
+    store = Store(tmp_path / "s")
+    small = tmp_path / "small"
+    small.mkdir()
+    (small / "f").write_text("tiny")
+    reg: Registry = registry_factory()  # type: ignore[operator]
+    proxy = FaultProxy(reg.url)
+    try:
+        image_id = store.image_from_directories([small])
+        _proxy_push(reg, store, image_id, proxy, "small/app")
+        methods = [m for (m, p, _) in proxy.requests if "/blobs/uploads/" in p]
+        assert "PATCH" not in methods and methods.count("PUT") == 2  # the layer and the config
+    finally:
+        proxy.stop()

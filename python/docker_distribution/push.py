@@ -34,6 +34,7 @@ from .errors import (
     RegistryError,
     TransportError,
     UnauthorizedError,
+    UnexpectedHTTPStatusError,
     continue_on_error,
 )
 from .fallback import check_reserved, resolve_auth
@@ -72,6 +73,10 @@ log = logging.getLogger(__name__)
 SMALL_LAYER_MAXIMUM_SIZE = 100 * 1024  # moby: (mount, exist, other) = (1, 1, False) up to here
 MIDDLE_LAYER_MAXIMUM_SIZE = 10 * 1024 * 1024  # (3, 1, False) up to here, (4, 3, True) above
 UPLOAD_RESUMES = 3  # in-place continuations of a broken upload before the attempt fails
+#: chunk size when the registry asks for chunked uploads (413, or OCI-Chunk-Min-Length)
+DEFAULT_CHUNK = 16 * 1024 * 1024
+#: layers whose tar is at most this big go up in one monolithic PUT
+MONOLITHIC_MAX = 1024 * 1024
 _UPLOAD_NS = "upload-by-diffid"
 
 
@@ -468,23 +473,42 @@ class _PushDescriptor:
             raise DoNotRetry(DistributionError(f"unsupported layer media type {self.layer.media_type()}"))
         store = self._store()
         key = self._upload_key(diff_id)
+        if self.layer.size() <= MONOLITHIC_MAX and not session.offset:
+            producer = self._produce()
+            data = b"".join(producer)  # at most ~1 MiB
+            result = producer.result()
+            session.commit(result.digest, data=data)
+            return self._pushed(ctx, diff_id, result.digest, result.size)
         if store is not None:
             store.set(_UPLOAD_NS, key, session.location.encode())
+        chunked = session.chunk_min_length is not None
         resumes = 0
         while True:
             producer = self._produce()
-            skip = session.offset
             try:
-                session.write(self._body(ctx, producer, skip))
+                if chunked:
+                    self._write_chunks(ctx, session, producer, store, key)
+                else:
+                    session.write(self._body(ctx, producer, session.offset))
                 result = producer.result()
                 break
+            except RegistryError as exc:
+                if exc.status == 413 and not chunked:
+                    chunked = True  # a size-limited proxy: go on in chunks
+                    continue
+                raise
+            except UnexpectedHTTPStatusError as exc:
+                if exc.status == 413 and not chunked:
+                    chunked = True
+                    continue
+                raise
             except (TransportError, BlobUploadUnknownError, OSError) as exc:
                 resumes += 1
                 if resumes > UPLOAD_RESUMES:
                     raise
                 try:
                     session.status()  # where the registry stands: continue from there
-                except BlobUploadUnknownError:
+                except (BlobUploadUnknownError, RegistryError):
                     if store is not None:
                         store.delete(_UPLOAD_NS, key)
                     raise exc from None
@@ -494,14 +518,33 @@ class _PushDescriptor:
         session.commit(result.digest)
         if store is not None:
             store.delete(_UPLOAD_NS, key)
+        return self._pushed(ctx, diff_id, result.digest, result.size)
+
+    def _write_chunks(self, ctx: TransferContext, session: BlobUpload, producer: LayerProducer, store: Any,
+                      key: str) -> None:
+        """PATCHes with Content-Range of at least ``OCI-Chunk-Min-Length`` (16 MiB by default);
+        the location after each acknowledged chunk is saved, so a rerun continues after it."""
+        size = max(session.chunk_min_length or 0, DEFAULT_CHUNK)
+        buf = bytearray()
+        for chunk in self._body(ctx, producer, session.offset):
+            buf += chunk
+            while len(buf) >= size:
+                session.write_chunk(bytes(buf[:size]))
+                del buf[:size]
+                if store is not None:
+                    store.set(_UPLOAD_NS, key, session.location.encode())
+        if buf:
+            session.write_chunk(bytes(buf))
+
+    def _pushed(self, ctx: TransferContext, diff_id: Digest, digest: Digest, size: int) -> Descriptor:
         ctx.progress(Progress(self.id(), action="Pushed"))
         media = OCI_LAYER_ZSTD if self.pusher.config.compression == "zstd" else DOCKER_LAYER_GZIP
-        remote = Descriptor(media, result.digest, result.size)
+        remote = Descriptor(media, digest, size)
         with self.pusher.lock:
             self.pusher.remote_layers[diff_id] = remote
         if self.pusher.config.metadata is not None:
             try:
-                self.pusher.config.metadata.tag_and_add(diff_id, self.hmac_key, V2Metadata(result.digest, self.repo_name.name))
+                self.pusher.config.metadata.tag_and_add(diff_id, self.hmac_key, V2Metadata(digest, self.repo_name.name))
             except DistributionError as exc:
                 raise DoNotRetry(exc) from exc
         return remote

@@ -1,6 +1,7 @@
 """A fault-injecting HTTP proxy in front of a real registry.
 
-Requests are forwarded to the upstream registry unchanged; a script of faults, chosen per
+Requests are forwarded to the upstream registry unchanged (Host included, so the registry
+writes its upload locations for the proxy); a script of faults, chosen per
 request by path substring (first match, each fault used ``times`` times), can:
 
 * ``cut_after``: close the connection after N body bytes;
@@ -46,6 +47,7 @@ class FaultProxy:
         self.upstream_port = u.port or 80
         self.faults: list[Fault] = []
         self.bytes_sent: dict[str, int] = defaultdict(int)
+        self.bytes_received: dict[str, int] = defaultdict(int)  # request bodies, per path
         self.requests: list[tuple[str, str, dict[str, str]]] = []
         self._lock = threading.Lock()
         proxy = self
@@ -89,12 +91,29 @@ class FaultProxy:
                     return f
         return None
 
-    def _handle(self, h: BaseHTTPRequestHandler) -> None:
+    @staticmethod
+    def _read_body(h: BaseHTTPRequestHandler) -> bytes | None:
+        if h.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            parts = []
+            while True:
+                size = int(h.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    h.rfile.readline()
+                    return b"".join(parts)
+                parts.append(h.rfile.read(size))
+                h.rfile.readline()
         length = int(h.headers.get("Content-Length") or 0)
-        body = h.rfile.read(length) if length else None
-        headers = {k: v for k, v in h.headers.items() if k.lower() not in ("host", "connection", "proxy-connection")}
+        return h.rfile.read(length) if length else None
+
+    def _handle(self, h: BaseHTTPRequestHandler) -> None:
+        body = self._read_body(h)
+        headers = {k: v for k, v in h.headers.items()
+                   if k.lower() not in ("connection", "proxy-connection", "transfer-encoding")}
+        if body is not None:
+            headers["Content-Length"] = str(len(body))
         with self._lock:
             self.requests.append((h.command, h.path, dict(headers)))
+            self.bytes_received[h.path.split("?")[0]] += len(body or b"")
         fault = self._take(h.command, h.path)
         if fault and fault.stall:
             time.sleep(fault.stall)
