@@ -21,6 +21,7 @@ from pathlib import Path
 from bench_layer import drop_caches, sh
 from harness import machine, write_result
 from images import CACHE, big_layers
+from peers import Daemons
 
 import docker_distribution as dd
 from docker_distribution.pull import pull_image
@@ -60,6 +61,7 @@ def main() -> None:
     WORK.mkdir(parents=True)
     reg = Registry("bench", WORK / "registry").start()
     results: dict[str, list[float]] = {}
+    daemons = Daemons(Path("/tmp/dd-bench-daemons")).start()
     try:
         # the image, imported from the three big layer tars and pushed once (gzip and zstd)
         src = Store(WORK / "src")
@@ -115,6 +117,19 @@ def main() -> None:
                     w.commit(layer["size"], d)
 
         timed("ours: blobs only, verified into the content store", r, reset, ours_blobs, results)
+        if daemons.available:
+            def docker_reset() -> None:
+                subprocess.run(["docker", "-H", daemons.docker_sock, "rmi", "-f", str(big)], capture_output=True)
+                reset()
+
+            def ctr_reset() -> None:
+                subprocess.run(["ctr", "--address", daemons.ctd_sock, "image", "rm", "--sync", str(big)],
+                               capture_output=True)
+                reset()
+
+            timed("docker pull (dockerd, overlay2)", r, docker_reset, lambda: daemons.docker("pull", str(big)), results)
+            timed("ctr image pull (containerd, overlayfs)", r, ctr_reset,
+                  lambda: daemons.ctr("image", "pull", "--plain-http", str(big)), results)
         timed("skopeo copy + umoci unpack (pull + unpack)", r, reset,
               lambda: sh(f"skopeo copy --quiet --src-tls-verify=false docker://{big} oci:{dest}/layout:t && "
                          f"umoci unpack --image {dest}/layout:t {dest}/bundle > /dev/null"), results)
@@ -153,10 +168,20 @@ def main() -> None:
         timed("ours: push gzip (compress on the fly)", r, push_reset, ours_push("gzip"), results)
         timed("skopeo copy oci:(raw tars) docker:// (pgzip on the fly)", r, push_reset, skopeo_push, results)
         timed("ours: push zstd", r, push_reset, ours_push("zstd"), results)
+        if daemons.available:
+            daemons.docker("pull", str(big))
+
+            def docker_push() -> None:
+                dest_ref = f"{target['reg'].host}/push/docker:latest"
+                daemons.docker("tag", str(big), dest_ref)
+                daemons.docker("push", dest_ref)
+
+            timed("docker push (dockerd, Go gzip on the fly)", r, push_reset, docker_push, results)
         if "reg" in target:
             target["reg"].stop()
     finally:
         reg.stop()
+        daemons.stop()
 
     med = {k: statistics.median(v) for k, v in results.items()}
     rows = [
@@ -171,9 +196,17 @@ def main() -> None:
     for name, times in results.items():
         md.append(f"| {name} | {statistics.median(times):.3f} | {min(times):.3f}–{max(times):.3f} |")
     md += ["", "| ratio | value |", "|---|---|"] + [f"| {n} | **{v:.2f}×** |" for n, v in rows]
+    if "docker pull (dockerd, overlay2)" in med:
+        rows_d = [
+            ("pull: dockerd ÷ ours", med["docker pull (dockerd, overlay2)"] / med["ours: pull (layers stored unpacked, as dockerd ends)"]),
+            ("pull: containerd ÷ ours", med["ctr image pull (containerd, overlayfs)"] / med["ours: pull (layers stored unpacked, as dockerd ends)"]),
+            ("push: dockerd ÷ ours (gzip)", med["docker push (dockerd, Go gzip on the fly)"] / med["ours: push gzip (compress on the fly)"]),
+        ]
+        md += [f"| {n} | **{v:.2f}×** |" for n, v in rows_d]
+    else:
+        md.append(f"\ndockerd and containerd could not run: {daemons.why}.\n")
     md.append(f"\nPushed bytes: ours gzip {sizes['gzip'] / 1e6:.1f} MB, skopeo (pgzip) {sizes['skopeo'] / 1e6:.1f} MB "
               f"(ratio {sizes['gzip'] / sizes['skopeo']:.3f}), ours zstd {sizes['zstd'] / 1e6:.1f} MB.")
-    md.append("\ndockerd and containerd were not run in this suite yet (issue #8).\n")
     text = "\n".join(md)
     print(text)
     print(f"written to {write_result('registry', text)}  ({machine()})")
