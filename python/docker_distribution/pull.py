@@ -83,6 +83,8 @@ CONFIG_ATTEMPTS = 5  # moby's config blob retries, 250 ms doubling
 CONFIG_BACKOFF = 0.25
 #: a blob stream that breaks is resumed in place (Range from the bytes already applied) this often
 RESUMES_PER_ATTEMPT = 5
+#: indexes nested deeper than this are refused (a hostile registry could nest them without end)
+MAX_INDEX_DEPTH = 4
 _CHUNK = 1 << 20
 
 
@@ -92,6 +94,10 @@ class NoMatchesError(DistributionError):
     def __init__(self, platform: Platform | None) -> None:
         p = platform if platform is not None and platform.os else default_platform()
         super().__init__(f"no matching manifest for {format_all(p)} in the manifest list entries")
+
+
+class IndexTooDeepError(DistributionError):
+    """Manifest lists nested deeper than :data:`MAX_INDEX_DEPTH`."""
 
 
 class InvalidManifestClassError(DistributionError):
@@ -307,7 +313,9 @@ class _Puller:
             manifest_digest = Digest.from_bytes(m.raw)
         return self._pull_layers(m.config, m.layers, platform), manifest_digest
 
-    def _pull_index(self, ref: Reference, index: ImageIndex) -> tuple[Digest, Digest]:
+    def _pull_index(self, ref: Reference, index: ImageIndex, depth: int = 0) -> tuple[Digest, Digest]:
+        if depth >= MAX_INDEX_DEPTH:
+            raise IndexTooDeepError(f"manifest lists nested more than {MAX_INDEX_DEPTH} deep")
         if ref.digest is not None:
             want = Digest.parse(ref.digest)
             if Digest.from_bytes(index.raw, want.algorithm) != want:
@@ -325,10 +333,11 @@ class _Puller:
                 return image_id, list_digest
             if isinstance(child, ImageIndex):
                 try:
-                    image_id, _ = self._pull_index(child_ref, child)
-                except NoMatchesError:
+                    image_id, _ = self._pull_index(child_ref, child, depth + 1)
+                except (NoMatchesError, IndexTooDeepError):
                     raise
-                except DistributionError:
+                except DistributionError as exc:
+                    log.debug("skipping nested index %s: %s", match.digest, exc)
                     continue
                 return image_id, list_digest
         raise NoMatchesError(self.config.platform)
