@@ -81,6 +81,10 @@ class Layer:
         """The uncompressed tar size of the diff (what a push reads)."""
         return self.info.size
 
+    def diff_size(self) -> int:
+        """moby's ``DiffSize``: here the size of the layer's tar, which push thresholds and progress use."""
+        return self.info.size
+
     @property
     def parent(self) -> Layer | None:
         return self.store.get(self.info.parent) if self.info.parent else None
