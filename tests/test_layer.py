@@ -202,6 +202,7 @@ def _hostile(tmp_path: Path) -> dict[str, bytes]:
         "garbage after gzip": full + b"GARBAGE-GARBAGE",
         "garbage after zstd": zfull + b"GARBAGE-GARBAGE",
         "xz": b"\xfd7zXZ\x00" + b"\0" * 64,
+        "whiteout of the parent": gzip.compress(make_tar([("a/", "dir", b""), ("a/.wh...", "file", b"")])),
     }
 
 
@@ -210,6 +211,7 @@ EXPECTED = {
     "hardlink escape": E.PathEscapeError, "bomb": E.LayerLimitError, "truncated gzip": E.CorruptLayerError,
     "truncated zstd": E.CorruptLayerError, "garbage after gzip": E.CorruptLayerError,
     "garbage after zstd": E.CorruptLayerError, "xz": E.UnsupportedCompressionError,
+    "whiteout of the parent": E.PathEscapeError,
 }
 
 

@@ -21,6 +21,8 @@ from docker_distribution.reference import parse_normalized_named
 from docker_distribution.registry import RetryPolicy, connect
 from docker_distribution.registry.auth import AuthConfig
 from docker_distribution.registry.service import APIEndpoint
+from hypothesis import given
+from hypothesis import strategies as st
 
 CONFIG = b'{\n\t"architecture": "amd64",\n\t"os": "linux",\n\t"config": {},\n\t"rootfs": {\n\t\t"type": "layers",\n\t\t"diff_ids": []\n\t}\n}'
 CONFIG_DIGEST = "sha256:66ad98165d38f53ee73868f82bd4eed60556ddfee824810a4062c4f777b20a5b"
@@ -150,3 +152,23 @@ def test_schema1_and_mismatched_types() -> None:
         parse_manifest("application/vnd.oci.image.manifest.v1+json", b'{"manifests":[]}')
     with pytest.raises(InvalidManifestError, match="index: expected index but found manifest"):
         parse_manifest("application/vnd.oci.image.index.v1+json", b'{"config":{}}')
+
+
+_json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+                            lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=10), c, max_size=4),
+                            max_leaves=20)
+
+
+@given(st.sampled_from(["application/vnd.oci.image.manifest.v1+json", "application/vnd.oci.image.index.v1+json",
+                        "application/vnd.docker.distribution.manifest.v2+json",
+                        "application/vnd.docker.distribution.manifest.list.v2+json", "", "application/json"]),
+       st.one_of(st.binary(max_size=300), _json_values.map(lambda v: __import__("json").dumps(v).encode())))
+def test_manifest_parsing_never_fails_untyped(content_type: str, body: bytes) -> None:
+    try:
+        parse_manifest(content_type, body)
+    except (E.DistributionError, ValueError):
+        pass  # typed refusals only (InvalidDigestError is a ValueError too)
+    try:
+        detect_manifest_blob_media_type(body)
+    except (E.DistributionError, ValueError):
+        pass

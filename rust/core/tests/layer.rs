@@ -141,6 +141,7 @@ fn hostile_entries_are_refused_and_write_nothing_outside() {
             ("up/escape", tar::EntryType::Regular, b"x", None),
         ])),
         ("hardlink escape", tar_of(&[("h", tar::EntryType::Link, b"", Some("../../etc/passwd"))])),
+        ("whiteout of the parent", tar_of(&[("a/", tar::EntryType::Directory, b"", None), ("a/.wh...", tar::EntryType::Regular, b"", None)])),
     ];
     for (what, data) in cases {
         let r = apply_bytes(data, &root, &rootfs());

@@ -332,8 +332,14 @@ impl Applier {
             return Ok(()); // the "./" entry: the root itself
         }
         let last = comps.last().expect("non-empty").as_bytes().to_vec();
-        if self.rootfs && last.starts_with(WHITEOUT_PREFIX) {
-            return self.whiteout(&comps, &last, &name);
+        if let Some(target) = last.strip_prefix(WHITEOUT_PREFIX) {
+            if target.is_empty() || target == b"." || target == b".." {
+                // a whiteout of "..", "." or nothing would hide the directory itself or its parent
+                return Err(Error::PathEscape { path: String::from_utf8_lossy(&name).into_owned() });
+            }
+            if self.rootfs {
+                return self.whiteout(&comps, &last, &name);
+            }
         }
         let rel = self.root.resolve(&comps, &name)?;
         let abs = self.root.path().join(&rel);
@@ -491,8 +497,9 @@ impl Applier {
         if last.starts_with(b".wh..wh.") {
             return Ok(()); // aufs bookkeeping (.wh..wh.plnk and friends): nothing to do
         }
+        let target = &last[WHITEOUT_PREFIX.len()..];
         let mut hidden = comps.to_vec();
-        *hidden.last_mut().expect("non-empty") = std::ffi::OsStr::from_bytes(&last[WHITEOUT_PREFIX.len()..]).to_os_string();
+        *hidden.last_mut().expect("non-empty") = std::ffi::OsStr::from_bytes(target).to_os_string();
         let rel = self.root.resolve(&hidden, name)?;
         let abs = self.root.path().join(rel);
         if !self.created.contains(&abs) {
