@@ -6,8 +6,8 @@ Options are keyword-only; defaults are named constants with their reason beside 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Protocol
+from dataclasses import dataclass, field, fields
+from typing import Any, Protocol
 
 from .progress import NullProgress, ProgressOutput
 from .reference import Reference
@@ -15,7 +15,7 @@ from .registry.auth import AuthConfig
 from .registry.service import APIEndpoint, RegistryService
 from .registry.transport import RetryPolicy
 
-__all__ = ["Config", "ImageEventLogger", "RegistryResolver"]
+__all__ = ["Config", "ImageEventLogger", "RegistryResolver", "common_fields"]
 
 #: ``(id, name, action)``: called once an image was pulled or pushed (moby's ImageEventLogger)
 ImageEventLogger = Callable[[str, str, str], None]
@@ -47,3 +47,10 @@ class Config:
     image_event_logger: ImageEventLogger | None = None
     #: transport-level retries of idempotent requests (beyond moby, which has none)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+
+def common_fields(config: Config, **overrides: Any) -> dict[str, Any]:
+    """The :class:`Config` part of ``config`` as keyword arguments (to build a pull or push config)."""
+    out = {f.name: getattr(config, f.name) for f in fields(Config)}
+    out.update({k: v for k, v in overrides.items() if v is not None})
+    return out

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .config import Config
+from .config import Config, common_fields
 from .descriptor import Descriptor
 from .digest import Digest
 from .errors import (
@@ -144,9 +144,7 @@ def pull_image(ref: Reference, store: Store | None = None, *, config: Config | N
     store = store or Store()
     base = config or Config()
     cfg = ImagePullConfig(
-        meta_headers=base.meta_headers, auth_config=base.auth_config,
-        progress_output=progress_output or base.progress_output, registry_service=base.registry_service,
-        image_event_logger=base.image_event_logger, retry=base.retry,
+        **common_fields(base, progress_output=progress_output),
         image_store=store.images, reference_store=store.references, metadata=store.v2_metadata,
         download_manager=LayerDownloadManager(store.layers, max_concurrent_downloads), platform=platform,
     )

@@ -21,7 +21,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from .config import Config
+from .config import Config, common_fields
 from .descriptor import Descriptor
 from .digest import Digest
 from .errors import (
@@ -100,9 +100,7 @@ def push_image(ref: Reference, store: Store | None = None, *, config: Config | N
     store = store or Store()
     base = config or Config()
     cfg = ImagePushConfig(
-        meta_headers=base.meta_headers, auth_config=base.auth_config,
-        progress_output=progress_output or base.progress_output, registry_service=base.registry_service,
-        image_event_logger=base.image_event_logger, retry=base.retry,
+        **common_fields(base, progress_output=progress_output),
         layer_stores=new_layer_providers_from_store(store.layers), upload_manager=LayerUploadManager(max_concurrent_uploads),
         image_store=store.images, reference_store=store.references, metadata=store.v2_metadata,
         compression=compression, compression_level=compression_level,
