@@ -22,6 +22,8 @@ from bench_layer import drop_caches, sh
 from harness import machine, write_result
 from images import CACHE, big_layers
 from peers import Daemons
+from pypeers import available as pypeers_available
+from pypeers import fetch as pypeers_fetch
 
 import docker_distribution as dd
 from docker_distribution.pull import pull_image
@@ -62,6 +64,7 @@ def main() -> None:
     reg = Registry("bench", WORK / "registry").start()
     results: dict[str, list[float]] = {}
     daemons = Daemons(Path("/tmp/dd-bench-daemons")).start()
+    py_why = ""
     try:
         # the image, imported from the three big layer tars and pushed once (gzip and zstd)
         src = Store(WORK / "src")
@@ -117,6 +120,13 @@ def main() -> None:
                     w.commit(layer["size"], d)
 
         timed("ours: blobs only, verified into the content store", r, reset, ours_blobs, results)
+        py_ok, py_why = pypeers_available()
+        if py_ok:
+            digests = [layer["digest"] for layer in manifest["layers"]]
+            timed("python-dxf pull_blob (verified, 1 MiB chunks)", r, reset,
+                  lambda: pypeers_fetch("dxf", reg.host, "bench/big", digests, dest), results)
+            timed("oras-py download_blob", r, reset,
+                  lambda: pypeers_fetch("oras", reg.host, "bench/big", digests, dest), results)
         if daemons.available:
             def docker_reset() -> None:
                 subprocess.run(["docker", "-H", daemons.docker_sock, "rmi", "-f", str(big)], capture_output=True)
@@ -196,6 +206,15 @@ def main() -> None:
     for name, times in results.items():
         md.append(f"| {name} | {statistics.median(times):.3f} | {min(times):.3f}–{max(times):.3f} |")
     md += ["", "| ratio | value |", "|---|---|"] + [f"| {n} | **{v:.2f}×** |" for n, v in rows]
+    if "python-dxf pull_blob (verified, 1 MiB chunks)" in med:
+        ours_b = med["ours: blobs only, verified into the content store"]
+        fastest = min(med["python-dxf pull_blob (verified, 1 MiB chunks)"], med["oras-py download_blob"],
+                      med["skopeo copy docker:// oci: (blobs only)"])
+        md += [f"| blobs-only fetch: python-dxf ÷ ours | **{med['python-dxf pull_blob (verified, 1 MiB chunks)'] / ours_b:.2f}×** |",
+               f"| blobs-only fetch: oras-py ÷ ours | **{med['oras-py download_blob'] / ours_b:.2f}×** |",
+               f"| blobs-only fetch: fastest peer ÷ ours | **{fastest / ours_b:.2f}×** |"]
+    else:
+        md.append(f"\npython-dxf and oras-py could not run: {py_why}\n")
     if "docker pull (dockerd, overlay2)" in med:
         rows_d = [
             ("pull: dockerd ÷ ours", med["docker pull (dockerd, overlay2)"] / med["ours: pull (layers stored unpacked, as dockerd ends)"]),
