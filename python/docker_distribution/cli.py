@@ -67,8 +67,7 @@ def _cmd_push(args: argparse.Namespace) -> int:
 
 def _cmd_tag(args: argparse.Namespace) -> int:
     store = _store(args)
-    src = parse_normalized_named(args.src) if "/" in args.src or ":" in args.src else None
-    image_id = store.resolve(src.tag_name_only() if src is not None and src.digest is None else src or args.src)
+    image_id = store.resolve(args.src)  # a reference, an image ID, or an ID prefix
     store.references.add_tag(parse_normalized_named(args.dst).tag_name_only(), image_id, force=True)
     return 0
 
@@ -107,8 +106,7 @@ def _cmd_images(args: argparse.Namespace) -> int:
 
 def _cmd_unpack(args: argparse.Namespace) -> int:
     store = _store(args)
-    image_id = store.resolve(parse_normalized_named(args.ref).tag_name_only() if "@" not in args.ref else
-                             parse_normalized_named(args.ref))
+    image_id = store.resolve(args.ref)
     store.unpack(image_id, args.dir)
     return 0
 

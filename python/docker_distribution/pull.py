@@ -536,10 +536,7 @@ class _LayerDescriptor:
                     skip = offset  # the server ignored Range: drop what we already have
             try:
                 for chunk in resp.raw.stream(_CHUNK, decode_content=False):
-                    if ctx.cancelled.is_set():
-                        from .errors import OperationCancelledError
-
-                        raise OperationCancelledError()
+                    ctx.check()
                     if skip:
                         if len(chunk) <= skip:
                             skip -= len(chunk)

@@ -62,6 +62,7 @@ from .registry.client import BlobUpload, Repository, connect
 from .store import Store
 from .store.adapters import PushLayer, PushLayerProvider, new_layer_providers_from_store
 from .store.images import ImageStore
+from .store.layers import chain_of
 from .store.references import ReferenceStore
 from .xfer.transfer import TransferContext
 from .xfer.upload import LayerUploadManager
@@ -184,13 +185,8 @@ class _Pusher:
             diff_ids = [Digest.parse(d) for d in json.loads(config)["rootfs"]["diff_ids"] or ()]
         except (ValueError, KeyError, TypeError) as exc:
             raise DistributionError(f"unable to get rootfs for image {ref.familiar}: {exc}") from None
-        from .store.layers import chain_id
-
-        cid: Digest | None = None
-        for d in diff_ids:
-            cid = chain_id(cid, d)
         try:
-            top = self.config.layer_stores.get(cid)
+            top = self.config.layer_stores.get(chain_of(diff_ids))
         except DistributionError as exc:
             raise DistributionError(f"failed to get top layer from image: {exc}") from None
         hmac_key = compute_v2_metadata_hmac_key(self.auth)

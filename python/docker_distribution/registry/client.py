@@ -45,7 +45,7 @@ from .auth import (
     repository_scope,
 )
 from .service import APIEndpoint
-from .transport import RetryPolicy, Transport, with_query
+from .transport import RetryPolicy, Transport, redact_url, with_query
 
 __all__ = ["BlobUpload", "MAX_MANIFEST_SIZE", "RawManifest", "Repository", "catalog", "connect"]
 
@@ -388,7 +388,7 @@ def _read_capped_body(resp: requests.Response, limit: int) -> bytes:
                 raise ManifestTooLargeError(limit)
             chunks.append(chunk)
     except requests.RequestException as exc:
-        raise TransportError("GET", resp.url, type(exc).__name__) from None
+        raise TransportError("GET", redact_url(resp.url), type(exc).__name__) from None
     data = b"".join(chunks)
     if length and length.isdigit() and int(length) != len(data):
         raise SizeMismatchError(int(length), len(data))

@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 
 from ..errors import DistributionError, UnauthorizedError
 from .auth import AuthConfig, Authorizer, BasicHandler, TokenHandler
-from .service import INDEX_HOSTNAME, INDEX_NAME, RegistryService, normalize_index_name
+from .service import INDEX_HOSTNAME, RegistryService, normalize_index_name
 from .transport import RetryPolicy, Transport
 
 __all__ = ["LoginResult", "login"]
@@ -36,8 +36,6 @@ def login(auth: AuthConfig, *, service: RegistryService | None = None, retry: Re
         if server.startswith(prefix):
             server = server[len(prefix):]
     host = normalize_index_name(server.split("/", 1)[0])
-    if host == INDEX_NAME:
-        host = INDEX_NAME
     last: BaseException | None = None
     for endpoint in service.lookup_push_endpoints(host):
         transport = Transport(endpoint, retry=retry)

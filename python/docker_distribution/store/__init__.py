@@ -26,13 +26,13 @@ from pathlib import Path
 from ..digest import Digest
 from ..errors import DistributionError, ObjectNotFoundError
 from ..fsutil import TMP_PREFIX
-from ..layer import Limits, TarReader
+from ..layer import Limits, produce_layer
 from ..mediatype import INDEX_TYPES
 from ..metadata import FSMetadataStore, V2MetadataService
 from ..reference import Reference
-from .content import ContentStore
+from .content import ContentStore, Info
 from .images import ImageStore
-from .layers import Layer, LayerStore, chain_id
+from .layers import Layer, LayerStore, chain_id, chain_of
 from .references import ReferenceStore
 
 __all__ = ["ROOT_ENV", "ContentStore", "ImageStore", "LayerStore", "ReferenceStore", "Store", "chain_id",
@@ -74,10 +74,7 @@ class Store:
 
     def image_chain_id(self, image_id: Digest) -> Digest | None:
         """The ChainID of an image's top layer (None for an image without layers)."""
-        cid: Digest | None = None
-        for diff_id in self.images.diff_ids(image_id):
-            cid = chain_id(cid, diff_id)
-        return cid
+        return chain_of(self.images.diff_ids(image_id))
 
     def top_layer(self, image_id: Digest) -> Layer | None:
         cid = self.image_chain_id(image_id)
@@ -123,7 +120,6 @@ class Store:
         of several trees: each becomes a deterministic tar layer; the image is tagged ``ref`` if given."""
         import tempfile
 
-        from ..layer import produce_layer
         from ..platform import default_platform
 
         parent: Digest | None = None
@@ -238,10 +234,7 @@ class Store:
         what crashed writers left and :meth:`prune` removes it."""
         problems: list[str] = []
 
-        def check_blob(info: object) -> None:
-            from .content import Info
-
-            assert isinstance(info, Info)
+        def check_blob(info: Info) -> None:
             actual, _ = Digest.from_file(self.content.blob_path(info.digest), info.digest.algorithm)
             if actual != info.digest:
                 problems.append(f"content {info.digest}: digest is {actual}")
@@ -254,14 +247,9 @@ class Store:
         for info in self.layers.list():
             d = self.layers.layer_dir(info.chain_id)
             try:
-                reader = TarReader(d / "diff", d / "tar-split.zst")
-                from ..digest import Digester
-
-                digester = Digester()
-                while chunk := reader.read(1 << 22):
-                    digester.update(chunk)
-                if digester.digest() != info.diff_id:
-                    problems.append(f"layer {info.chain_id}: diff rebuilds to {digester.digest()}, not {info.diff_id}")
+                rebuilt = produce_layer(os.devnull, source_diff=(d / "diff", d / "tar-split.zst"), compression="none")
+                if rebuilt.diff_id != info.diff_id:
+                    problems.append(f"layer {info.chain_id}: diff rebuilds to {rebuilt.diff_id}, not {info.diff_id}")
             except (DistributionError, OSError) as exc:
                 problems.append(f"layer {info.chain_id}: {exc}")
             if info.parent is not None and not self.layers.exists(info.parent):

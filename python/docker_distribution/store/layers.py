@@ -25,7 +25,7 @@ import json
 import os
 import shutil
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -36,7 +36,7 @@ from ..errors import ObjectNotFoundError, StoreError
 from ..fsutil import fsync_dir, unique_tmp
 from ..layer import AppliedLayer, LayerApplier, Limits, TarReader, apply_layer
 
-__all__ = ["Layer", "LayerInfo", "LayerStore", "PendingLayer", "chain_id"]
+__all__ = ["Layer", "LayerInfo", "LayerStore", "PendingLayer", "chain_id", "chain_of"]
 
 _CHUNK = 1 << 20
 
@@ -44,6 +44,14 @@ _CHUNK = 1 << 20
 def chain_id(parent: Digest | None, diff_id: Digest) -> Digest:
     """The ChainID of ``diff_id`` on top of the layer whose ChainID is ``parent``."""
     return diff_id if parent is None else Digest.from_bytes(f"{parent} {diff_id}".encode())
+
+
+def chain_of(diff_ids: Iterable[Digest]) -> Digest | None:
+    """The ChainID of the top of a stack of diffIDs (None for no layers)."""
+    cid: Digest | None = None
+    for d in diff_ids:
+        cid = chain_id(cid, d)
+    return cid
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +127,8 @@ class Layer:
 class PendingLayer:
     """A layer being registered from bytes fed as they arrive (a download)."""
 
-    def __init__(self, store: LayerStore, parent: Digest | None, *, digest: Digest | None, size: int | None) -> None:
+    def __init__(self, store: LayerStore, parent: Digest | None, *, digest: Digest | None, size: int | None,
+                 source: Path | None = None) -> None:
         self.store = store
         self.parent = parent
         self.tmp = unique_tmp(store.root / "tmp", "layer-")
@@ -129,13 +138,18 @@ class PendingLayer:
         self._lock = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o644)
         fcntl.flock(self._lock, fcntl.LOCK_EX)
         self.tmp.mkdir(parents=True)
-        self._applier = LayerApplier(self.tmp / "diff", mode="diff", split=self.tmp / "tar-split.zst",
-                                     digest=digest, size=size, limits=store.limits)
+        self._digest, self._size, self._source = digest, size, source
+        # a file is applied natively in complete(); bytes arriving over time go through an applier
+        self._applier = None if source is not None else LayerApplier(
+            self.tmp / "diff", mode="diff", split=self.tmp / "tar-split.zst", digest=digest, size=size,
+            limits=store.limits)
         self._applied: AppliedLayer | None = None
         #: compressed bytes handed over so far (where a resumed download continues)
         self.fed = 0
 
     def feed(self, data: bytes) -> None:
+        if self._applier is None:
+            raise StoreError("this pending layer reads a file; it is not fed")
         self._applier.feed(data)
         self.fed += len(data)
 
@@ -143,7 +157,13 @@ class PendingLayer:
         """End of input: wait until every byte is verified and written (the parent is not needed yet)."""
         if self._applied is None:
             try:
-                self._applied = self._applier.finish()
+                if self._applier is not None:
+                    self._applied = self._applier.finish()
+                else:
+                    assert self._source is not None
+                    self._applied = apply_layer(self._source, self.tmp / "diff", mode="diff",
+                                                split=self.tmp / "tar-split.zst", digest=self._digest,
+                                                size=self._size, limits=self.store.limits)
             except BaseException:
                 self._cleanup()
                 raise
@@ -162,8 +182,9 @@ class PendingLayer:
         return self.publish(self.parent)
 
     def abort(self) -> None:
-        with contextlib.suppress(Exception):
-            self._applier.abort()
+        if self._applier is not None:
+            with contextlib.suppress(Exception):
+                self._applier.abort()
         self._cleanup()
 
     def _cleanup(self) -> None:
@@ -236,24 +257,19 @@ class LayerStore:
 
     # --- registering -----------------------------------------------------------------------
 
-    def begin(self, parent: Digest | None, *, digest: Digest | None = None, size: int | None = None) -> PendingLayer:
-        """Start registering a layer on top of ``parent``; feed it the compressed bytes."""
+    def begin(self, parent: Digest | None, *, digest: Digest | None = None, size: int | None = None,
+              source: os.PathLike[str] | str | None = None) -> PendingLayer:
+        """Start registering a layer on top of ``parent``; feed it the compressed bytes (or give
+        a ``source`` file, applied natively)."""
         if parent is not None and not self.exists(parent):
             raise ObjectNotFoundError(f"layer {parent}: not found")
-        return PendingLayer(self, parent, digest=digest, size=size)
+        return PendingLayer(self, parent, digest=digest, size=size,
+                            source=Path(source) if source is not None else None)
 
     def register_file(self, path: os.PathLike[str] | str, parent: Digest | None, *, digest: Digest | None = None,
                       size: int | None = None) -> Layer:
         """Register a (compressed) layer file natively, without feeding bytes through Python."""
-        pending = self.begin(parent, digest=digest, size=size)
-        pending._applier.abort()  # the native file path below replaces the feeding applier
-        try:
-            applied = apply_layer(path, pending.tmp / "diff", mode="diff", split=pending.tmp / "tar-split.zst",
-                                  digest=digest, size=size, limits=self.limits)
-        except BaseException:
-            pending._cleanup()
-            raise
-        return self._publish(pending, applied)
+        return self.begin(parent, digest=digest, size=size, source=path).finish()
 
     def register(self, stream: BinaryIO, parent: Digest | None) -> Layer:
         """Register a layer read from a file object (moby's ``Register(stream, parent)``)."""

@@ -74,9 +74,8 @@ def _save_dir(store: Any, refs: Sequence[Reference], layout: Path) -> None:
                                "config": {"mediaType": OCI_CONFIG, "digest": str(image_id), "size": len(config)},
                                "layers": layers}, separators=(",", ":")).encode()
         m = _blob(layout, manifest)
-        full = ref if ref.digest is None else ref
         entries.append({"mediaType": OCI_MANIFEST, "digest": str(m.digest), "size": m.size,
-                        "annotations": {REF_NAME: full.tag or "latest", CONTAINERD_NAME: str(full.tag_name_only())}})
+                        "annotations": {REF_NAME: ref.tag or "latest", CONTAINERD_NAME: str(ref.tag_name_only())}})
     (layout / "oci-layout").write_text(json.dumps({"imageLayoutVersion": "1.0.0"}))
     (layout / "index.json").write_text(json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries}))
 

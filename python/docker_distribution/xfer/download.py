@@ -17,18 +17,18 @@ from typing import Protocol
 from ..digest import Digest
 from ..errors import (
     DistributionError,
-    DoNotRetry,
     OperationCancelledError,
-    retry_on_error,
 )
 from ..progress import Progress, ProgressOutput
-from ..store.layers import Layer, LayerStore, PendingLayer, chain_id
+from ..store.layers import Layer, LayerStore, PendingLayer, chain_id, chain_of
 from .transfer import (
     DEFAULT_WAIT_DURATION,
+    RETRY_DELAY_UNIT,
     Transfer,
     TransferContext,
     TransferManager,
     Watcher,
+    should_retry,
 )
 
 __all__ = ["DEFAULT_MAX_CONCURRENT_DOWNLOADS", "DEFAULT_MAX_DOWNLOAD_ATTEMPTS", "DownloadDescriptor",
@@ -38,7 +38,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_CONCURRENT_DOWNLOADS = 3  # moby's daemon default
 DEFAULT_MAX_DOWNLOAD_ATTEMPTS = 5  # moby's daemon default
-RETRY_DELAY_UNIT = 5  # seconds × attempt before the next attempt, as moby
 
 
 class DownloadDescriptor(Protocol):
@@ -77,9 +76,7 @@ class LayerDownloadManager:
         """Make every layer present; returns the rootfs diffIDs and a release function."""
         rootfs = list(initial)
         top: Layer | None = None
-        top_cid: Digest | None = None
-        for known in rootfs:
-            top_cid = chain_id(top_cid, known)
+        top_cid = chain_of(rootfs)
         key = ""
         checking = True
         by_key: dict[str, Transfer] = {}
@@ -159,20 +156,12 @@ class LayerDownloadManager:
                     break
                 except BaseException as exc:
                     pending.abort()
-                    if ctx.cancelled.is_set():
-                        raise OperationCancelledError() from exc
-                    err = exc if isinstance(exc, DoNotRetry) else retry_on_error(exc)
-                    if isinstance(err, DoNotRetry) or attempt >= self.max_attempts or not isinstance(exc, Exception):
+                    if not should_retry(ctx, exc, attempt, self.max_attempts):
                         log.error("Download failed after %d attempts: %s", attempt, exc)
-                        raise exc
+                        raise
                     log.info("Download failed, retrying (%d/%d): %s", attempt, self.max_attempts, exc)
-                    delay = attempt * RETRY_DELAY_UNIT
-                    for n in range(delay, 0, -1):
-                        ctx.progress(Progress(d.id(), action=f"Retrying in {n} second{'s' if n != 1 else ''}"))
-                        try:
-                            ctx.sleep(self.wait_duration)
-                        except OperationCancelledError:
-                            raise DistributionError("download cancelled during retry delay") from None
+                    ctx.countdown(d.id(), attempt * RETRY_DELAY_UNIT, self.wait_duration,
+                                  "download cancelled during retry delay")
                     attempt += 1
             ctx.inactive()  # the slot is free before the wait for the parent, as in moby
             parent = self._parent_chain(ctx, parent_transfer, parent_cid)

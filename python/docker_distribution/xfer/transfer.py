@@ -17,12 +17,19 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import OperationCancelledError
+from ..errors import (
+    DistributionError,
+    DoNotRetry,
+    OperationCancelledError,
+    retry_on_error,
+)
 from ..progress import Progress, ProgressOutput
 
-__all__ = ["DEFAULT_WAIT_DURATION", "Transfer", "TransferContext", "TransferManager", "Watcher"]
+__all__ = ["DEFAULT_WAIT_DURATION", "RETRY_DELAY_UNIT", "Transfer", "TransferContext", "TransferManager", "Watcher",
+           "should_retry"]
 
 DEFAULT_WAIT_DURATION = 1.0  # seconds per countdown tick, moby's waitDuration
+RETRY_DELAY_UNIT = 5  # seconds × attempt before the next attempt, as moby
 
 
 class Watcher:
@@ -115,12 +122,29 @@ class TransferContext:
         if self.transfer.cancelled.wait(seconds):
             raise OperationCancelledError()
 
+    def countdown(self, id: str, seconds: int, tick: float, cancelled_message: str) -> None:
+        """moby's retry delay: ``Retrying in N seconds`` once per tick; cancellation ends it with an error."""
+        for n in range(seconds, 0, -1):
+            self.progress(Progress(id, action=f"Retrying in {n} second{'s' if n != 1 else ''}"))
+            try:
+                self.sleep(tick)
+            except OperationCancelledError:
+                raise DistributionError(cancelled_message) from None
+
     def inactive(self) -> None:
         """Give the concurrency slot back (the rest of the work does not count against the limit)."""
         self.manager._inactivate(self.transfer)
 
 
 TransferFunc = Callable[[TransferContext], Any]
+
+
+def should_retry(ctx: TransferContext, exc: BaseException, attempt: int, max_attempts: int) -> bool:
+    """Whether a failed attempt gets another (moby: not after a cancel, a DoNotRetry, or the last attempt)."""
+    if ctx.cancelled.is_set():
+        raise OperationCancelledError() from exc
+    err = exc if isinstance(exc, DoNotRetry) else retry_on_error(exc)
+    return not isinstance(err, DoNotRetry) and attempt < max_attempts and isinstance(exc, Exception)
 
 
 class TransferManager:

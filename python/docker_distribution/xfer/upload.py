@@ -9,23 +9,22 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from ..descriptor import Descriptor
 from ..errors import (
-    DistributionError,
-    DoNotRetry,
     OperationCancelledError,
-    retry_on_error,
 )
 from ..progress import Progress, ProgressOutput
 from .transfer import (
     DEFAULT_WAIT_DURATION,
+    RETRY_DELAY_UNIT,
     Transfer,
     TransferContext,
     TransferManager,
     Watcher,
+    should_retry,
 )
 
 __all__ = ["DEFAULT_MAX_CONCURRENT_UPLOADS", "MAX_UPLOAD_ATTEMPTS", "LayerUploadManager", "UploadDescriptor"]
@@ -34,7 +33,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_CONCURRENT_UPLOADS = 5  # moby's daemon default
 MAX_UPLOAD_ATTEMPTS = 5  # moby: not configurable
-RETRY_DELAY_UNIT = 5
 
 
 class UploadDescriptor(Protocol):
@@ -79,7 +77,7 @@ class LayerUploadManager:
             for t, w in transfers.values():
                 t.release(w)
 
-    def _run(self, d: UploadDescriptor):  # type: ignore[no-untyped-def]
+    def _run(self, d: UploadDescriptor) -> Callable[[TransferContext], Descriptor]:
         def run(ctx: TransferContext) -> Descriptor:
             if not ctx.started_immediately:
                 ctx.progress(Progress(d.id(), action="Waiting"))
@@ -89,19 +87,12 @@ class LayerUploadManager:
                 try:
                     return d.upload(ctx)
                 except BaseException as exc:
-                    if ctx.cancelled.is_set():
-                        raise OperationCancelledError() from exc
                     retries += 1
-                    err = exc if isinstance(exc, DoNotRetry) else retry_on_error(exc)
-                    if isinstance(err, DoNotRetry) or retries >= self.max_attempts or not isinstance(exc, Exception):
+                    if not should_retry(ctx, exc, retries, self.max_attempts):
                         log.error("Upload failed: %s", exc)
                         raise
                     log.error("Upload failed, retrying: %s", exc)
-                    for n in range(retries * RETRY_DELAY_UNIT, 0, -1):
-                        ctx.progress(Progress(d.id(), action=f"Retrying in {n} second{'s' if n != 1 else ''}"))
-                        try:
-                            ctx.sleep(self.wait_duration)
-                        except OperationCancelledError:
-                            raise DistributionError("upload cancelled during retry delay") from None
+                    ctx.countdown(d.id(), retries * RETRY_DELAY_UNIT, self.wait_duration,
+                                  "upload cancelled during retry delay")
 
         return run
