@@ -46,3 +46,31 @@ def tree(root: Path) -> dict[str, tuple[str, ...]]:
             else:
                 out[rel] = ("file", mode, hashlib.sha256(p.read_bytes()).hexdigest())
     return out
+
+
+def crash_loop(command: str, root: Path, refs: list[str], home: Path, *, iterations: int = 20, seed: int = 0,
+               longest: float = 0.8) -> None:
+    """Run the CLI's ``command`` (pull or push) on ``refs`` in turn, SIGKILL it at a random moment,
+    check the store at ``root``, then run it again to completion: ``iterations`` times."""
+    import random
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from docker_distribution.store import Store
+
+    exe = str(Path(sys.executable).parent / "docker-distribution")
+    env = {**os.environ, "DOCKER_CONFIG": str(home / "cfg")}
+    rng = random.Random(seed)
+    for i in range(iterations):
+        argv = [exe, "--root", str(root), command, "-q", refs[i % len(refs)]]
+        proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.05, longest))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        assert Store(root).verify() == [], f"iteration {i}"
+        done = subprocess.run(argv, env=env, capture_output=True, text=True)
+        assert done.returncode == 0, f"iteration {i}: {done.stderr}"
+        store = Store(root)
+        assert store.verify() == [] and store.leftovers() == [], f"iteration {i}"

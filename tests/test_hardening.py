@@ -7,12 +7,9 @@ import io
 import json
 import logging
 import os
-import random
-import signal
 import subprocess
 import sys
 import tarfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,6 +23,7 @@ from docker_distribution import errors as E
 from docker_distribution.pull import pull_image
 from docker_distribution.registry.auth import AuthConfig
 from docker_distribution.store import Store
+from helpers import crash_loop
 from oci import image_manifest, skopeo_push, write_layout
 
 ANON = dd.Config(auth_config=AuthConfig(), retry=dd.RetryPolicy(attempts=2, backoff=0.01))
@@ -289,22 +287,7 @@ def test_crash_loop_of_killed_pulls(three_images: list[str], registry: Registry,
         proxy.add(Fault(match="/blobs/", method="GET", throttle=4 << 20, times=10_000))
         refs = [r.replace(registry.host, proxy.host) for r in three_images]
         root = tmp_path / "root"
-        exe = str(Path(sys.executable).parent / "docker-distribution")
-        env = {**os.environ, "DOCKER_CONFIG": str(tmp_path / "cfg")}
-        rng = random.Random(9)
-        iterations = 20
-        for i in range(iterations):
-            ref = refs[i % 3]
-            proc = subprocess.Popen([exe, "--root", str(root), "pull", "-q", ref], env=env,
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            time.sleep(rng.uniform(0.05, 0.8))
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
-            store = Store(root)
-            assert store.verify() == [], f"iteration {i}"
-            done = subprocess.run([exe, "--root", str(root), "pull", "-q", ref], env=env, capture_output=True, text=True)
-            assert done.returncode == 0, done.stderr
-            assert Store(root).verify() == [] and Store(root).leftovers() == []
+        crash_loop("pull", root, refs, tmp_path, seed=9)
         assert len(Store(root).images.list()) == 3
     finally:
         proxy.stop()

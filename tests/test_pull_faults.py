@@ -12,7 +12,9 @@ import pytest
 from bed.proxy import Fault, FaultProxy
 from bed.registry import Registry
 from docker_distribution.progress import CollectingProgress
-from docker_distribution.pull import pull_image
+from docker_distribution.config import common_fields
+from docker_distribution.pull import ImagePullConfig, pull, pull_image
+from docker_distribution.xfer.download import LayerDownloadManager
 from docker_distribution.registry.auth import AuthConfig
 from docker_distribution.store import Store
 from oci import image_manifest, skopeo_push, write_layout
@@ -118,3 +120,53 @@ def test_a_killed_pull_continues_where_it_stopped(registry: Registry, proxy: Fau
     assert second <= size - first + 64 * 1024 * 2  # at most a little was lost in buffers at the kill
     assert image_id is not None and store.verify() == [] and store.leftovers() == []
     assert list(store.content.list_statuses()) == []  # the partial blob was dropped once used
+
+
+def test_a_short_blob_answer_that_looks_complete_is_continued_or_refused(registry: Registry, proxy: FaultProxy,
+                                                                          tmp_path: Path, repo_name: str) -> None:
+    """A 200 whose Content-Length agrees with a truncated body: the size check catches it, and
+    the rest is fetched with Range; served short every time, the pull fails typed and clean."""
+    path, digest, size = _image(tmp_path, registry, repo_name)
+    proxy.add(Fault(match=f"/blobs/{digest}", method="GET", truncate_to=size // 2))
+    store = Store(tmp_path / "store")
+    assert pull_image(dd.parse_normalized_named(f"{proxy.host}/{path}"), store, config=ANON) is not None
+    assert store.verify() == [] and proxy.total_sent(digest) == size
+    proxy.add(Fault(match=f"/blobs/{digest}", method="GET", truncate_to=0, times=1000))
+    other = Store(tmp_path / "other")
+    cfg = ImagePullConfig(**common_fields(ANON), image_store=other.images, reference_store=other.references,
+                          metadata=other.v2_metadata,
+                          download_manager=LayerDownloadManager(other.layers, max_attempts=2, wait_duration=0.001))
+    with pytest.raises(dd.DistributionError):
+        pull(dd.parse_normalized_named(f"{proxy.host}/{path}"), cfg, other.content)
+    assert other.layers.list() == [] and other.references.all() == {} and other.leftovers() == []
+
+
+@pytest.mark.parametrize("delta", [+1000, -1000])
+def test_a_wrong_content_length_on_a_blob_never_corrupts(registry: Registry, proxy: FaultProxy, tmp_path: Path,
+                                                         repo_name: str, delta: int) -> None:
+    """Announced longer than sent (the body breaks off) or shorter (the body is cut at the
+    announced length): either way the layer comes out whole or not at all."""
+    path, digest, size = _image(tmp_path, registry, repo_name)
+    proxy.add(Fault(match=f"/blobs/{digest}", method="GET", length_delta=delta, times=1))
+    store = Store(tmp_path / "store")
+    image_id = pull_image(dd.parse_normalized_named(f"{proxy.host}/{path}"), store, config=ANON)
+    assert image_id is not None and store.verify() == [] and store.leftovers() == []
+    out = tmp_path / "rootfs"
+    store.unpack(image_id, out)
+    assert (out / "random.bin").stat().st_size == 4 << 20
+
+
+def test_a_wrong_content_length_on_the_manifest_is_retried_or_refused(registry: Registry, proxy: FaultProxy,
+                                                                     tmp_path: Path, repo_name: str) -> None:
+    """Announced longer than sent: the read breaks off and is retried. Announced shorter: HTTP
+    sees a complete, truncated manifest, which fails its digest: refused, nothing stored."""
+    path, _, _ = _image(tmp_path, registry, repo_name)
+    proxy.add(Fault(match="/manifests/", method="GET", length_delta=+40, times=1))
+    store = Store(tmp_path / "store")
+    assert pull_image(dd.parse_normalized_named(f"{proxy.host}/{path}"), store, config=ANON) is not None
+    assert store.verify() == []
+    proxy.add(Fault(match="/manifests/", method="GET", length_delta=-40, times=1))
+    other = Store(tmp_path / "other")
+    with pytest.raises(dd.DigestMismatchError):
+        pull_image(dd.parse_normalized_named(f"{proxy.host}/{path}"), other, config=ANON)
+    assert other.layers.list() == [] and other.references.all() == {} and other.leftovers() == []

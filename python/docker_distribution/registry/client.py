@@ -28,9 +28,7 @@ from ..errors import (
     DigestMismatchError,
     FallbackError,
     InvalidDigestError,
-    ManifestTooLargeError,
     ResponseFormatError,
-    SizeMismatchError,
     TransportError,
 )
 from ..mediatype import MANIFEST_ACCEPT
@@ -45,7 +43,7 @@ from .auth import (
     repository_scope,
 )
 from .service import APIEndpoint
-from .transport import RetryPolicy, Transport, redact_url, with_query
+from .transport import RetryPolicy, Transport, read_capped, with_query
 
 __all__ = ["BlobUpload", "MAX_MANIFEST_SIZE", "RawManifest", "Repository", "catalog", "connect"]
 
@@ -53,7 +51,6 @@ __all__ = ["BlobUpload", "MAX_MANIFEST_SIZE", "RawManifest", "Repository", "cata
 MAX_MANIFEST_SIZE = 4 * 1024 * 1024
 #: a config or other small blob read whole into memory
 MAX_SMALL_BLOB = 16 * 1024 * 1024
-_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,9 +138,7 @@ class Repository:
                      max_size: int = MAX_MANIFEST_SIZE) -> RawManifest:
         """GET a manifest by tag or digest, read with a size cap, and verified (see module docs)."""
         url = self._url(f"manifests/{tag_or_digest}")
-        resp = self.transport.request("GET", url, headers={"Accept": ", ".join(accept)}, stream=True)
-        with resp:
-            payload = _read_capped_body(resp, max_size)
+        resp, payload = self.transport.fetch(url, headers={"Accept": ", ".join(accept)}, limit=max_size)
         media_type = resp.headers.get("Content-Type", "")
         expected: Digest | None = None
         if ":" in tag_or_digest:
@@ -211,7 +206,7 @@ class Repository:
         """A small blob (a config) read whole, with a cap, and verified against its digest."""
         d = _as_digest(digest)
         with self.open_blob(d) as resp:
-            data = _read_capped_body(resp, max_size)
+            data = read_capped(resp, max_size)
         d.verify_bytes(data)
         return data
 
@@ -318,7 +313,10 @@ class BlobUpload:
             m = re.fullmatch(r"(?:bytes=)?(\d+)-(\d+)", rng.strip())
             if m is None or int(m.group(2)) < int(m.group(1)):
                 raise ResponseFormatError(f"bad range format: {rng}")
-            self.offset = int(m.group(2)) + 1
+            # distribution answers ``0-0`` for an empty session as well as for one byte: an empty
+            # session is the case that happens (a cut before any byte arrived), so read it as 0
+            start, end = int(m.group(1)), int(m.group(2))
+            self.offset = 0 if start == end == 0 else end + 1
         min_len = resp.headers.get("OCI-Chunk-Min-Length")
         if min_len and min_len.isdigit():
             self.chunk_min_length = int(min_len)
@@ -358,9 +356,7 @@ def _paginate(transport: Transport, url: str) -> Iterator[dict[str, Any]]:
     seen: set[str] = set()
     while url and url not in seen:
         seen.add(url)
-        resp = transport.request("GET", url, stream=True)
-        with resp:
-            body = _read_capped_body(resp, _MAX_PAGE)
+        resp, body = transport.fetch(url, limit=_MAX_PAGE)
         try:
             doc = json.loads(body)
         except ValueError as exc:
@@ -373,26 +369,6 @@ def _paginate(transport: Transport, url: str) -> Iterator[dict[str, Any]]:
             return
         target = link.split(";", 1)[0].strip().lstrip("<").rstrip(">")
         url = urljoin(url, target)
-
-
-def _read_capped_body(resp: requests.Response, limit: int) -> bytes:
-    length = resp.headers.get("Content-Length")
-    if length and length.isdigit() and int(length) > limit:
-        raise ManifestTooLargeError(limit)
-    chunks: list[bytes] = []
-    total = 0
-    try:
-        for chunk in resp.iter_content(_CHUNK):
-            total += len(chunk)
-            if total > limit:
-                raise ManifestTooLargeError(limit)
-            chunks.append(chunk)
-    except requests.RequestException as exc:
-        raise TransportError("GET", redact_url(resp.url), type(exc).__name__) from None
-    data = b"".join(chunks)
-    if length and length.isdigit() and int(length) != len(data):
-        raise SizeMismatchError(int(length), len(data))
-    return data
 
 
 def _parse_digest_header(resp: requests.Response) -> Digest:
@@ -411,4 +387,3 @@ def _location(resp: requests.Response, url: str) -> str:
     if not loc:
         raise ResponseFormatError("upload response has no Location header")
     return urljoin(url, loc)
-

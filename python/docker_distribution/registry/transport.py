@@ -6,7 +6,8 @@
   ever computed for the endpoint that was pinged: a redirect to blob storage or a CDN, or
   to any other host, gets none. ``Accept`` and ``Range`` are carried over, as moby does.
 * Idempotent requests are retried with backoff on 408/429/5xx and on connection errors,
-  honouring ``Retry-After`` (bounded by :class:`RetryPolicy`).
+  honouring ``Retry-After`` (bounded by :class:`RetryPolicy`); small documents (manifests,
+  listings) are read whole by :meth:`Transport.fetch`, which also retries a body cut short.
 * Non-success answers become the typed errors of :mod:`docker_distribution.errors`
   (moby's ``HandleErrorResponse``, spec §5.3); error bodies are read up to a cap.
 * URLs in messages are redacted: no userinfo, and query values other than a few harmless
@@ -31,7 +32,9 @@ from ..errors import (
     MAX_ERROR_BODY,
     DeniedError,
     DistributionError,
+    ManifestTooLargeError,
     RegistryError,
+    SizeMismatchError,
     TransportError,
     UnauthorizedError,
     UnexpectedHTTPStatusError,
@@ -47,6 +50,7 @@ __all__ = [
     "RetryPolicy",
     "Transport",
     "handle_error_response",
+    "read_capped",
     "redact_url",
     "user_agent",
 ]
@@ -237,6 +241,23 @@ class Transport:
                 resp.close()
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def fetch(self, url: str, *, limit: int, headers: Mapping[str, str] | None = None
+              ) -> tuple[requests.Response, bytes]:
+        """GET a small document whole, capped at ``limit`` bytes. A body that breaks off or
+        disagrees with its ``Content-Length`` is fetched again within the retry policy."""
+        delay = self.retry.backoff
+        for attempt in range(1, self.retry.attempts + 1):
+            resp = self.request("GET", url, headers=headers, stream=True)
+            try:
+                with resp:
+                    return resp, read_capped(resp, limit)
+            except (TransportError, SizeMismatchError):
+                if attempt == self.retry.attempts:
+                    raise
+                self._sleep(delay)
+                delay = min(delay * 2, self.retry.max_backoff)
+        raise AssertionError("unreachable")  # pragma: no cover
+
     def _send(self, method: str, url: str, headers: Mapping[str, str], data: Any, stream: bool,
               timeout: tuple[float, float]) -> requests.Response:
         hdrs = {**self.headers, **headers}
@@ -271,6 +292,28 @@ class Transport:
         remaining = resp.headers.get("RateLimit-Remaining")
         if limit is not None or remaining is not None:
             self._rate_limit = RateLimit(limit, remaining)
+
+
+def read_capped(resp: requests.Response, limit: int) -> bytes:
+    """A response body read whole, refused past ``limit`` bytes (``ManifestTooLargeError``) and
+    checked against its ``Content-Length``."""
+    length = resp.headers.get("Content-Length")
+    if length and length.isdigit() and int(length) > limit:
+        raise ManifestTooLargeError(limit)
+    chunks: list[bytes] = []
+    total = 0
+    try:
+        for chunk in resp.iter_content(1 << 20):
+            total += len(chunk)
+            if total > limit:
+                raise ManifestTooLargeError(limit)
+            chunks.append(chunk)
+    except requests.RequestException as exc:
+        raise TransportError("GET", redact_url(resp.url), type(exc).__name__) from None
+    data = b"".join(chunks)
+    if length and length.isdigit() and int(length) != len(data):
+        raise SizeMismatchError(int(length), len(data))
+    return data
 
 
 def _retry_after(resp: requests.Response) -> float | None:
