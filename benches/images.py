@@ -54,13 +54,12 @@ def _write_files(out: Path, files: Iterator[Path], budget: int | None, count: in
                 break
 
 
-def _write_data(out: Path, size: int, seed: int = 42) -> None:
+def _write_data(out: Path, size: int, seed: int = 42, per_file: int = 20 * MB) -> None:
     rng = random.Random(seed)
     text = b"".join(f"{i:08d} the quick brown fox jumps over the lazy dog; lorem ipsum dolor sit amet\n".encode()
                     for i in range(900))[: 64 * 1024]
     block = 64 * 1024
     with tarfile.open(out, "w", format=tarfile.PAX_FORMAT) as t:
-        per_file = 20 * MB
         for i in range(size // per_file):
             buf = io.BytesIO()
             for j in range(per_file // block):
@@ -97,3 +96,17 @@ def data_layer(size: int, name: str) -> Path:
         _write_data(tmp, size, seed=7)
         tmp.rename(path)
     return path
+
+
+def many_layers(count: int = 20, size: int = 5 * MB) -> list[Path]:
+    """``many``: ``count`` semi-compressible layers of about ``size`` bytes each."""
+    CACHE.mkdir(exist_ok=True)
+    out = []
+    for i in range(count):
+        path = CACHE / f"many-{i:02d}.tar"
+        if not path.exists():
+            tmp = path.with_suffix(".tmp")
+            _write_data(tmp, size, seed=1000 + i, per_file=size)
+            tmp.rename(path)
+        out.append(path)
+    return out

@@ -8,6 +8,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from harness import run_child
+
 
 class Daemons:
     """containerd + dockerd (overlay2) under ``root``; ``docker(...)`` and ``ctr(...)`` talk to them."""
@@ -53,11 +55,15 @@ class Daemons:
         self.available = False
         self.why = f"a daemon did not start (see {self.root / 'daemons.log'})"
 
+    def pids(self) -> list[int]:
+        """The daemons doing the work (their CPU time and peak RSS count for their scenarios)."""
+        return [p.pid for p in self.procs if p.poll() is None]
+
     def docker(self, *args: str) -> None:
-        subprocess.run(["docker", "-H", self.docker_sock, *args], check=True, capture_output=True)
+        run_child(["docker", "-H", self.docker_sock, *args])
 
     def ctr(self, *args: str) -> None:
-        subprocess.run(["ctr", "--address", self.ctd_sock, *args], check=True, capture_output=True)
+        run_child(["ctr", "--address", self.ctd_sock, *args])
 
     def stop(self) -> None:
         for p in reversed(self.procs):

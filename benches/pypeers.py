@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from harness import run_child
 from images import CACHE
 
 VENV = CACHE / "peers-venv"
@@ -46,4 +47,4 @@ def available() -> tuple[bool, str]:
 
 def fetch(kind: str, host: str, repo: str, digests: list[str], dest: Path) -> None:
     script = {"dxf": _DXF, "oras": _ORAS}[kind]
-    subprocess.run([str(PY), "-c", script, host, repo, str(dest), *digests], check=True, capture_output=True)
+    run_child([str(PY), "-c", script, host, repo, str(dest), *digests])

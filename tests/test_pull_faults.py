@@ -170,3 +170,43 @@ def test_a_wrong_content_length_on_the_manifest_is_retried_or_refused(registry: 
     with pytest.raises(dd.DigestMismatchError):
         pull_image(dd.parse_normalized_named(f"{proxy.host}/{path}"), other, config=ANON)
     assert other.layers.list() == [] and other.references.all() == {} and other.leftovers() == []
+
+
+# --- parallel Range requests within one blob (beyond moby) ------------------------------------
+
+
+def _ranged_pull(proxy: FaultProxy, path: str, store: Store, ranges: int) -> dd.Digest | None:
+    cfg = ImagePullConfig(**common_fields(ANON), image_store=store.images, reference_store=store.references,
+                          metadata=store.v2_metadata, parallel_ranges=ranges, parallel_range_min=1 << 20,
+                          download_manager=LayerDownloadManager(store.layers, max_attempts=2, wait_duration=0.001))
+    ref = dd.parse_normalized_named(f"{proxy.host}/{path}")
+    pull(ref, cfg, store.content)
+    return store.references.get(ref)
+
+
+def test_a_large_blob_comes_as_parallel_ranges(registry: Registry, proxy: FaultProxy, tmp_path: Path,
+                                               repo_name: str) -> None:
+    path, digest, size = _image(tmp_path, registry, repo_name)
+    proxy.add(Fault(match=f"/blobs/{digest}", method="GET", cut_after=100_000))  # one part is cut: it resumes
+    store = Store(tmp_path / "store")
+    image_id = _ranged_pull(proxy, path, store, 4)
+    ranges = sorted(h.get("Range", "") for (m, p, h) in proxy.requests if m == "GET" and digest in p)
+    step = -(-size // 4)
+    for i in range(4):  # every part was asked for, each from its own start
+        assert any(r.startswith(f"bytes={i * step}-") for r in ranges), ranges
+    assert proxy.total_sent(digest) == size  # nothing fetched twice, the cut part included
+    assert image_id is not None and store.verify() == [] and store.leftovers() == []
+    assert list(store.content.list_statuses()) == []
+    out = tmp_path / "rootfs"
+    store.unpack(image_id, out)
+    assert (out / "random.bin").stat().st_size == 4 << 20
+
+
+def test_parallel_ranges_against_a_server_ignoring_range(registry: Registry, proxy: FaultProxy, tmp_path: Path,
+                                                         repo_name: str) -> None:
+    path, digest, size = _image(tmp_path, registry, repo_name)
+    proxy.add(Fault(match=f"/blobs/{digest}", method="GET", ignore_range=True, times=1000))
+    store = Store(tmp_path / "store")
+    image_id = _ranged_pull(proxy, path, store, 4)
+    assert image_id is not None and store.verify() == [] and store.leftovers() == []
+    assert list(store.content.list_statuses()) == []

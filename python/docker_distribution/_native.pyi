@@ -10,6 +10,8 @@ __all__ = [
     "apply_diff",
     "apply_layer_file",
     "produce_layer_file",
+    "DEFAULT_GZIP_LEVEL",
+    "DEFAULT_ZSTD_LEVEL",
     "__version__",
     "digest_bytes",
     "digest_file",
@@ -18,6 +20,8 @@ __all__ = [
 ]
 
 __version__: str
+DEFAULT_GZIP_LEVEL: int
+DEFAULT_ZSTD_LEVEL: int
 
 @final
 class Digester:

@@ -46,7 +46,7 @@ def _cmd_pull(args: argparse.Namespace) -> int:
     cfg = Config(registry_service=_service(args), progress_output=out)
     platform = parse_platform(args.platform) if args.platform else None
     pull_image(ref, _store(args), config=cfg, platform=platform,
-               max_concurrent_downloads=args.max_concurrent_downloads)
+               max_concurrent_downloads=args.max_concurrent_downloads, parallel_ranges=args.parallel_ranges)
     if args.quiet:
         print(ref.familiar if not ref.is_name_only else ref.familiar_name)
     elif not args.json:
@@ -233,6 +233,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-a", "--all-tags", action="store_true", help="pull every tag of the repository")
     p.add_argument("--platform", metavar="OS/ARCH[/VARIANT]")
     p.add_argument("--max-concurrent-downloads", type=int, default=3)
+    p.add_argument("--parallel-ranges", type=int, default=1, metavar="N",
+                   help="fetch each layer of 32 MiB or more as N Range requests at once (default 1: one stream)")
     p.add_argument("-q", "--quiet", action="store_true")
     p.add_argument("--json", action="store_true", help="moby's JSON progress stream, one object per line")
     p.set_defaults(func=_cmd_pull)

@@ -119,6 +119,10 @@ class ImagePullConfig(Config):
     #: keep each layer's compressed bytes as a content-store ingest while it downloads, so a pull
     #: that is killed and run again continues where it stopped (beyond moby)
     resumable: bool = True
+    #: fetch a blob of at least ``parallel_range_min`` bytes as this many Range requests at once
+    #: (beyond moby; 1 = one stream, as moby). Pays where one connection is slower than the link
+    parallel_ranges: int = 1
+    parallel_range_min: int = 32 << 20
 
 
 def pull(ref: Reference, config: ImagePullConfig, local: ContentStore) -> None:
@@ -138,7 +142,7 @@ def pull(ref: Reference, config: ImagePullConfig, local: ContentStore) -> None:
 
 def pull_image(ref: Reference, store: Store | None = None, *, config: Config | None = None,
                platform: Platform | None = None, max_concurrent_downloads: int = 3,
-               progress_output: ProgressOutput | None = None) -> Digest | None:
+               progress_output: ProgressOutput | None = None, parallel_ranges: int = 1) -> Digest | None:
     """Pull into the embedded store (the default root unless ``store`` is given); returns the image
     ID (None for a name-only reference, which pulls every tag)."""
     store = store or Store()
@@ -147,6 +151,7 @@ def pull_image(ref: Reference, store: Store | None = None, *, config: Config | N
         **common_fields(base, progress_output=progress_output),
         image_store=store.images, reference_store=store.references, metadata=store.v2_metadata,
         download_manager=LayerDownloadManager(store.layers, max_concurrent_downloads), platform=platform,
+        parallel_ranges=parallel_ranges,
     )
     pull(ref, cfg, store.content)
     return None if ref.is_name_only else store.references.get(ref)
@@ -350,7 +355,8 @@ class _Puller:
         if platform is not None and platform.os and normalize(platform).os != default_platform().os:
             raise DistributionError("operating system is not supported")
         local = self.local if self.config.resumable else None
-        descriptors = [_LayerDescriptor(d, self.repo, self.config.metadata, self.out, local) for d in layers]
+        ranges = (self.config.parallel_ranges, self.config.parallel_range_min)
+        descriptors = [_LayerDescriptor(d, self.repo, self.config.metadata, self.out, local, ranges) for d in layers]
 
         config_result: dict[str, Any] = {}
         cancel = threading.Event()
@@ -441,12 +447,13 @@ class _LayerDescriptor:
     """One layer of a pull: streams its blob into a pending layer, resuming with Range."""
 
     def __init__(self, desc: Descriptor, repo: Repository, metadata: V2MetadataService | None, out: ProgressOutput,
-                 local: ContentStore | None = None) -> None:
+                 local: ContentStore | None = None, ranges: tuple[int, int] = (1, 0)) -> None:
         self.desc = desc
         self.repo = repo
         self.metadata = metadata
         self.out = out
         self.local = local
+        self.ranges, self.range_min = ranges
 
     def key(self) -> str:
         return f"v2:{self.desc.digest}"
@@ -491,19 +498,11 @@ class _LayerDescriptor:
                         pending.feed(chunk)
                         progress.add(len(chunk))
                 log.info("attempting to resume download of %s from %d bytes", self.desc.digest, resumed)
-            resumes = 0
-            while True:
-                ctx.check()
-                try:
-                    self._stream(ctx, pending, progress, ingest)
-                    break
-                except TransportError:
-                    if self.desc.size and pending.fed >= self.desc.size:
-                        break  # every promised byte arrived before the break: verification decides
-                    resumes += 1
-                    if resumes > RESUMES_PER_ATTEMPT:
-                        raise
-                    log.info("attempting to resume download of %s from %d bytes", self.desc.digest, pending.fed)
+            if self.local is not None and self.ranges > 1 and self.desc.size >= self.range_min:
+                if not resumed:
+                    self._parallel(ctx, pending, progress, ingest)
+                self._discard_parts()  # parts a killed run left, too
+            self._stream_to_end(ctx, pending, progress, ingest, None)
             ctx.progress(Progress(self.id(), action="Verifying Checksum"))
             try:
                 pending.complete()
@@ -523,17 +522,113 @@ class _LayerDescriptor:
         ctx.progress(Progress(self.id(), action="Download complete"))
         ctx.progress(Progress(self.id(), action="Extracting", current=size, total=size))
 
+    def _stream_to_end(self, ctx: TransferContext, pending: PendingLayer, progress: ProgressReader,
+                       ingest: ContentWriter | None, end: int | None) -> None:
+        """Feed the blob up to ``end`` (None: its end), resuming a broken stream with Range."""
+        resumes = 0
+        target = end if end is not None else (self.desc.size or None)
+        while target is None or pending.fed < target:
+            ctx.check()
+            try:
+                self._stream(ctx, pending, progress, ingest, end)
+                break
+            except TransportError:
+                if self.desc.size and pending.fed >= self.desc.size:
+                    break  # every promised byte arrived before the break: verification decides
+                resumes += 1
+                if resumes > RESUMES_PER_ATTEMPT:
+                    raise
+                log.info("attempting to resume download of %s from %d bytes", self.desc.digest, pending.fed)
+
+    def _parallel(self, ctx: TransferContext, pending: PendingLayer, progress: ProgressReader,
+                  ingest: ContentWriter | None) -> None:
+        """The first part streams into the layer while the others arrive side by side as
+        Range requests into content-store ingests; each is then fed in order. A part that
+        fails (a server without Range, say) leaves the rest to the sequential stream."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        assert self.local is not None
+        size = self.desc.size
+        step = -(-size // self.ranges)
+        bounds = [(i, min(i + step, size)) for i in range(0, size, step)]
+        stop = threading.Event()
+        parts: list[ContentWriter] = []
+        try:
+            for i in range(1, len(bounds)):
+                parts.append(self.local.writer(ref=self._part_ref(i), hashing=False))
+        except DistributionError as exc:  # another process holds a part: one stream it is
+            log.info("parallel ranges of %s: %s", self.desc.digest, exc)
+            for w in parts:
+                w.discard()
+            return
+        try:
+            with ThreadPoolExecutor(len(parts), thread_name_prefix="dd-range") as pool:
+                futures = [pool.submit(self._fetch_part, w, start, end, stop)
+                           for w, (start, end) in zip(parts, bounds[1:])]
+                try:
+                    self._stream_to_end(ctx, pending, progress, ingest, bounds[0][1])
+                    for fut, w, (start, end) in zip(futures, parts, bounds[1:]):
+                        if not fut.result() or pending.fed != start:
+                            break
+                        with open(w.data_path, "rb") as f:
+                            while chunk := f.read(_CHUNK):
+                                ctx.check()
+                                pending.feed(chunk)
+                                if ingest is not None:
+                                    ingest.write(chunk)
+                                progress.add(len(chunk))
+                finally:
+                    stop.set()
+        finally:
+            for w in parts:
+                w.discard()
+
+    def _part_ref(self, index: int) -> str:
+        return f"pull-layer-{self.desc.digest}-part{index}"
+
+    def _discard_parts(self) -> None:
+        assert self.local is not None
+        for i in range(1, self.ranges):
+            try:
+                self.local.writer(ref=self._part_ref(i), hashing=False).discard()
+            except DistributionError:
+                pass  # in use by another process: its owner discards it
+
+    def _fetch_part(self, w: ContentWriter, start: int, end: int, stop: threading.Event) -> bool:
+        """Bytes ``start``..``end`` of the blob into ``w`` (resuming where it stands); False when
+        the server will not serve the range or the part cannot be had."""
+        for _ in range(RESUMES_PER_ATTEMPT + 1):
+            have = start + w.offset
+            if have >= end:
+                return True
+            try:
+                with self.repo.open_blob(self.desc.digest, offset=have, length=end - have) as resp:
+                    if resp.status_code != 206:
+                        return False
+                    parse_content_range(resp.headers.get("Content-Range"), have, end)
+                    for chunk in resp.raw.stream(_CHUNK, decode_content=False):
+                        if stop.is_set():
+                            return False
+                        w.write(chunk[: end - start - w.offset])
+                        if start + w.offset >= end:
+                            break
+            except Exception as exc:  # a broken stream (urllib3's errors included): resume the part
+                log.info("range %d-%d of %s: %s", start, end, self.desc.digest, exc)
+            finally:
+                w.flush()  # the feeding thread reads the part from its file
+        return start + w.offset >= end
+
     def _stream(self, ctx: TransferContext, pending: PendingLayer, progress: ProgressReader,
-                ingest: ContentWriter | None) -> None:
-        """Feed the blob from what ``pending`` has on. A broken stream raises :class:`TransportError`
-        after feeding what arrived, so the caller resumes from there."""
+                ingest: ContentWriter | None, end: int | None = None) -> None:
+        """Feed the blob from what ``pending`` has on, up to ``end``. A broken stream raises
+        :class:`TransportError` after feeding what arrived, so the caller resumes from there."""
         offset = pending.fed
-        resp = self.repo.open_blob(self.desc.digest, offset=offset)
+        resp = self.repo.open_blob(self.desc.digest, offset=offset, length=None if end is None else end - offset)
         with resp:
             skip = 0
             if offset:
                 if resp.status_code == 206:
-                    parse_content_range(resp.headers.get("Content-Range"), offset)
+                    parse_content_range(resp.headers.get("Content-Range"), offset, end)
                 else:
                     skip = offset  # the server ignored Range: drop what we already have
             try:
@@ -545,16 +640,20 @@ class _LayerDescriptor:
                             continue
                         chunk = chunk[skip:]
                         skip = 0
+                    if end is not None:
+                        chunk = chunk[: end - pending.fed]  # a server ignoring the range sends on
                     pending.feed(chunk)
                     if ingest is not None:
                         ingest.write(chunk)
                     progress.add(len(chunk))
+                    if end is not None and pending.fed >= end:
+                        break
                 offset = pending.fed
             except Exception as exc:
                 if isinstance(exc, DistributionError):
                     raise
                 raise TransportError("GET", str(self.desc.digest), type(exc).__name__) from exc
-            if self.desc.size and offset < self.desc.size:
+            if (end or self.desc.size) and offset < (end or self.desc.size):
                 raise TransportError("GET", str(self.desc.digest), "unexpected EOF")
         progress.finish()
 

@@ -331,17 +331,21 @@ def catalog(transport: Transport, *, page_size: int | None = None) -> list[str]:
     return out
 
 
-def parse_content_range(value: str | None, offset: int) -> int | None:
-    """Check a 206's ``Content-Range: bytes <start>-<end>/<size|*>`` starts at ``offset``; returns the size if known."""
+def parse_content_range(value: str | None, offset: int, end: int | None = None) -> int | None:
+    """Check a 206's ``Content-Range: bytes <start>-<last>/<size|*>`` starts at ``offset`` and
+    runs to ``end`` (exclusive; None: to the end of the content); returns the size if known."""
     if not value:
         raise ResponseFormatError("no Content-Range header found in HTTP 206 response")
     m = re.fullmatch(r"bytes (\d+)-(\d+)/(\d+|\*)", value.strip())
     if m is None:
         raise ResponseFormatError(f"could not parse Content-Range header: {value}")
-    start, end, size = int(m.group(1)), int(m.group(2)), m.group(3)
+    start, last, size = int(m.group(1)), int(m.group(2)), m.group(3)
     if start != offset:
         raise ResponseFormatError(f"received Content-Range starting at offset {start} instead of requested {offset}")
-    if size != "*" and end + 1 != int(size):
+    if end is not None:
+        if last + 1 != end:
+            raise ResponseFormatError(f"range in Content-Range does not end where requested ({end}): {value}")
+    elif size != "*" and last + 1 != int(size):
         raise ResponseFormatError(f"range in Content-Range stops before the end of the content: {value}")
     return None if size == "*" else int(size)
 

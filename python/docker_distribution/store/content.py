@@ -238,6 +238,10 @@ class ContentWriter:
         self._size += len(data)
         return len(data)
 
+    def flush(self) -> None:
+        """Hand what was written to the file (for readers of ``data_path``); no fsync."""
+        self._file.flush()
+
     def write_from(self, f: BinaryIO) -> int:
         """Copy a whole readable file in large chunks."""
         n = 0

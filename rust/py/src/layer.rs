@@ -8,7 +8,7 @@ use std::thread::JoinHandle;
 use dd_core::digest::Digest;
 use dd_core::error::Error;
 use dd_core::layer::apply::{apply_layer, Applied, ApplyOptions, Limits, Mode};
-use dd_core::layer::produce::{produce, Codec, Produced, Source};
+use dd_core::layer::produce::{produce, Codec, Produced, Source, DEFAULT_GZIP_LEVEL, DEFAULT_ZSTD_LEVEL};
 use dd_core::layer::split::TarStream;
 use dd_core::pipe::{pipe, ChunkWriter, PipeReader, PipeWriter};
 use pyo3::prelude::*;
@@ -50,8 +50,8 @@ fn options(mode: &str, split: Option<PathBuf>, digest: Option<&str>, size: Optio
 
 fn codec(name: &str, level: Option<i32>) -> NativeResult<Codec> {
     Ok(match name {
-        "gzip" => Codec::Gzip { level: level.unwrap_or(6) },
-        "zstd" => Codec::Zstd { level: level.unwrap_or(3) },
+        "gzip" => Codec::Gzip { level: level.unwrap_or(DEFAULT_GZIP_LEVEL) },
+        "zstd" => Codec::Zstd { level: level.unwrap_or(DEFAULT_ZSTD_LEVEL) },
         "none" => Codec::None,
         other => return Err(NativeError(Error::UnsupportedCompression(if other == "xz" { "xz" } else { "unknown" }))),
     })
@@ -282,5 +282,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<LayerApplier>()?;
     m.add_class::<LayerProducer>()?;
     m.add_class::<TarReader>()?;
+    m.add("DEFAULT_GZIP_LEVEL", DEFAULT_GZIP_LEVEL)?;
+    m.add("DEFAULT_ZSTD_LEVEL", DEFAULT_ZSTD_LEVEL)?;
     Ok(())
 }

@@ -18,6 +18,12 @@ use std::thread;
 use crate::digest::{Algorithm, Digest, Digester};
 use crate::error::{Error, Result};
 
+/// The default gzip level: libdeflate's fastest. Its output is the size of skopeo's default
+/// gzip and within 5% of zlib -6, at about twice the speed of our level 6 (measured in benches/).
+pub const DEFAULT_GZIP_LEVEL: i32 = 1;
+/// The default zstd level: zstd's own default (what containerd pushes).
+pub const DEFAULT_ZSTD_LEVEL: i32 = 3;
+
 /// Block size of the parallel gzip members.
 const GZIP_BLOCK: usize = 1 << 20;
 
