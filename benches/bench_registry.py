@@ -437,7 +437,7 @@ for i, v in enumerate(med[::-1]):
 ax.set_xlabel("median wall time, s (lower is better); blue: ours")
 ax.tick_params(axis="y", labelsize=7)
 fig.tight_layout()
-fig.savefig(sys.argv[2], dpi=110)
+fig.savefig(sys.argv[2], dpi=110, bbox_inches="tight")
 """
     try:
         subprocess.run([str(PY), "-m", "pip", "install", "-q", "matplotlib"], check=True, capture_output=True)

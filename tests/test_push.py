@@ -114,6 +114,39 @@ def test_zstd_push_is_pulled_back_by_skopeo(registry_factory: object, pulled: tu
     assert pull_image(target, fresh, config=ANON) == image_id
 
 
+def test_a_zstd_push_never_mounts_gzip_blobs_but_mounts_zstd_ones(
+        registry: Registry, pulled: tuple[Store, dd.Reference, dd.Digest]) -> None:
+    """The pulled gzip layers live in the same registry: a zstd push must upload zstd blobs
+    (moby has no zstd, so its metadata cannot tell); a second zstd push then mounts those."""
+    store, ref, image_id = pulled
+
+    def layers(target: dd.Reference) -> set[str]:
+        raw = subprocess.run(["skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{target}"],
+                             capture_output=True, check=True).stdout
+        return {layer["mediaType"] for layer in json.loads(raw)["layers"]}
+
+    first = dd.parse_normalized_named(f"{registry.host}/{ref.path}-zstd:v1")
+    store.references.add_tag(first, image_id)
+    out = CollectingProgress()
+    push_image(first, store, config=ANON, progress_output=out, compression="zstd")
+    assert out.texts().count("Pushed") == 2 and not any(t.startswith("Mounted") for t in out.texts())
+    assert layers(first) == {"application/vnd.oci.image.layer.v1.tar+zstd"}
+    second = dd.parse_normalized_named(f"{registry.host}/{ref.path}-zstd2:v1")
+    store.references.add_tag(second, image_id)
+    out = CollectingProgress()
+    push_image(second, store, config=ANON, progress_output=out, compression="zstd")
+    assert [t for t in out.texts() if t.startswith("Mounted")] == [f"Mounted from {first.path}"] * 2
+    assert layers(second) == {"application/vnd.oci.image.layer.v1.tar+zstd"}
+    assert pull_image(second, Store(store.root.parent / "zback"), config=ANON) == image_id
+    # and gzip pushes still mount the gzip originals
+    third = dd.parse_normalized_named(f"{registry.host}/{ref.path}-gz:v1")
+    store.references.add_tag(third, image_id)
+    out = CollectingProgress()
+    push_image(third, store, config=ANON, progress_output=out)
+    assert [t for t in out.texts() if t.startswith("Mounted")] == [f"Mounted from {ref.path}"] * 2
+    assert layers(third) == {"application/vnd.docker.image.rootfs.diff.tar.gzip"}
+
+
 def test_push_with_a_pull_only_token_fails_typed_and_leaves_nothing(
         token_registry: TokenBed, pulled: tuple[Store, dd.Reference, dd.Digest], repo_name: str) -> None:
     store, _, image_id = pulled

@@ -84,6 +84,12 @@ class FakeMetadata:
     def remove(self, meta: V2Metadata) -> None:
         self.removed.append(meta)
 
+    def compression(self, digest: dd.Digest) -> str:
+        return "gzip"  # moby's world
+
+    def set_compression(self, digest: dd.Digest, codec: str) -> None:
+        pass
+
 
 DENIED = E.DeniedError("access denied", detail=1)
 BB = "docker.io/library/busybox"

@@ -473,6 +473,7 @@ class _LayerDescriptor:
         if self.metadata is not None:
             try:
                 self.metadata.add(diff_id, V2Metadata(self.desc.digest, self.repo.named.name))
+                self.metadata.set_compression(self.desc.digest, "zstd" if "zstd" in self.desc.media_type else "gzip")
             except DistributionError:
                 pass
 

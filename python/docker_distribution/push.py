@@ -371,7 +371,9 @@ class _PushDescriptor:
         metas: list[V2Metadata] = []
         if metadata is not None:
             try:
-                metas = metadata.get_metadata(diff_id)
+                # only blobs of the codec being pushed can stand for this layer (beyond moby: zstd)
+                metas = [m for m in metadata.get_metadata(diff_id)
+                         if metadata.compression(m.digest) == p.config.compression]
             except DistributionError:
                 metas = []
             found = layer_already_exists(p.repo, metadata, self.repo_name, self.hmac_key, diff_id, True, 1, metas,
@@ -396,7 +398,7 @@ class _PushDescriptor:
                     result = None
                 if isinstance(result, Descriptor):
                     ctx.progress(Progress(self.id(), action=f"Mounted from {src.path}"))
-                    desc = Descriptor(DOCKER_LAYER_GZIP, result.digest, result.size)
+                    desc = Descriptor(self._media(), result.digest, result.size)
                     with p.lock:
                         p.remote_layers[diff_id] = desc
                     try:
@@ -422,7 +424,11 @@ class _PushDescriptor:
             session = started
         return self._upload(ctx, session, diff_id)
 
+    def _media(self) -> str:
+        return OCI_LAYER_ZSTD if self.pusher.config.compression == "zstd" else DOCKER_LAYER_GZIP
+
     def _exists(self, ctx: TransferContext, diff_id: Digest, desc: Descriptor) -> Descriptor:
+        desc = Descriptor(self._media(), desc.digest, desc.size)  # only blobs of this codec were candidates
         ctx.progress(Progress(self.id(), action="Layer already exists"))
         with self.pusher.lock:
             self.pusher.remote_layers[diff_id] = desc
@@ -532,13 +538,13 @@ class _PushDescriptor:
 
     def _pushed(self, ctx: TransferContext, diff_id: Digest, digest: Digest, size: int) -> Descriptor:
         ctx.progress(Progress(self.id(), action="Pushed"))
-        media = OCI_LAYER_ZSTD if self.pusher.config.compression == "zstd" else DOCKER_LAYER_GZIP
-        remote = Descriptor(media, digest, size)
+        remote = Descriptor(self._media(), digest, size)
         with self.pusher.lock:
             self.pusher.remote_layers[diff_id] = remote
         if self.pusher.config.metadata is not None:
             try:
                 self.pusher.config.metadata.tag_and_add(diff_id, self.hmac_key, V2Metadata(digest, self.repo_name.name))
+                self.pusher.config.metadata.set_compression(digest, self.pusher.config.compression)
             except DistributionError as exc:
                 raise DoNotRetry(exc) from exc
         return remote

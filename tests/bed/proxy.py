@@ -184,8 +184,10 @@ class FaultProxy:
         finally:
             with self._lock:
                 self.inflight -= 1
-        headers = {k: v for k, v in h.headers.items()
-                   if k.lower() not in ("connection", "proxy-connection", "transfer-encoding", "content-length")}
+        headers: dict[str, str] = {}
+        for k, v in h.headers.items():  # a repeated header (Accept, say) is one comma-joined list
+            if k.lower() not in ("connection", "proxy-connection", "transfer-encoding", "content-length"):
+                headers[k] = f"{headers[k]}, {v}" if k in headers else v
         if body is not None:
             headers["Content-Length"] = str(len(body))
             if fault and fault.flip_request_byte is not None and fault.flip_request_byte < len(body):

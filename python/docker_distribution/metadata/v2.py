@@ -6,6 +6,9 @@ Two namespaces of the metadata store, exactly as moby (spec §1.3, §6.5):
   oldest first, at most 50 (the oldest are dropped; re-adding an entry moves it to the end);
 * ``diffid-by-digest/<alg>/<hex>``: the diffID string.
 
+Beyond moby, a third: ``compression-by-digest/<alg>/<hex>`` names a blob's codec when it is not
+gzip (moby knows only gzip), so a zstd push never mounts or reuses a gzip blob, nor the reverse.
+
 Pull records entries without HMAC; push tags them with an HMAC of the credentials used, so
 mounts are tried first from repositories the same credentials could read.
 """
@@ -38,6 +41,7 @@ __all__ = [
 MAX_METADATA = 50  # moby's maxMetadata
 _BY_DIFFID = "v2metadata-by-diffid"
 _BY_DIGEST = "diffid-by-digest"
+_COMPRESSION = "compression-by-digest"
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +119,24 @@ class V2MetadataService:
             current = current[-MAX_METADATA:]
             self.store.set(_BY_DIFFID, _key(diff_id), json.dumps([m.to_json() for m in current]).encode())
             self.store.set(_BY_DIGEST, _key(meta.digest), str(diff_id).encode())
+
+    def set_compression(self, digest: Digest, codec: str) -> None:
+        """Record that the blob ``digest`` is compressed with ``codec`` ("gzip" or "zstd")."""
+        if self.store is None:
+            return
+        if codec == "gzip":
+            self.store.delete(_COMPRESSION, _key(digest))
+        else:
+            self.store.set(_COMPRESSION, _key(digest), codec.encode())
+
+    def compression(self, digest: Digest) -> str:
+        """The blob's codec as recorded; "gzip" (moby's only one) when nothing is."""
+        if self.store is None:
+            return "gzip"
+        try:
+            return self.store.get(_COMPRESSION, _key(digest)).decode()
+        except ObjectNotFoundError:
+            return "gzip"
 
     def tag_and_add(self, diff_id: Digest, hmac_key: bytes | None, meta: V2Metadata) -> None:
         self.add(diff_id, V2Metadata(meta.digest, meta.source_repository, compute_v2_metadata_hmac(hmac_key, meta)))
