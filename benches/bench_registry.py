@@ -91,6 +91,11 @@ class Runs:
     def rss(self, name: str) -> float:
         return max(u.rss_mib for u in self.usage[name])
 
+    def rss_text(self, name: str) -> str:
+        """The peak; for a run inside this process, with the RSS it already had before."""
+        base = min(u.base_mib for u in self.usage[name])
+        return f"{self.rss(name):.0f}" + (f" ({base:.0f} before)" if base else "")
+
     def __contains__(self, name: str) -> bool:
         return name in self.usage
 
@@ -394,7 +399,7 @@ def _report(runs: Runs, sizes: dict[str, int], py_why: str, daemons_why: str, ta
         w = runs.walls(name)
         moved = runs.moved[name]
         md.append(f"| {name} | {med(name):.3f} | {min(w):.3f}–{max(w):.3f} | {runs.cpu(name):.2f} | "
-                  f"{runs.rss(name):.0f} | {moved / 1e6:.0f} | {moved / med(name) / 1e6:.0f} |")
+                  f"{runs.rss_text(name)} | {moved / 1e6:.0f} | {moved / med(name) / 1e6:.0f} |")
     md += ["", "| ratio (peer ÷ ours; above 1: we are faster / use less) | wall | CPU |", "|---|---|---|"]
     md += [f"| {n} | **{w}** | {c} |" for n, w, c in ratios]
     for name, why in runs.failed.items():
@@ -405,9 +410,12 @@ def _report(runs: Runs, sizes: dict[str, int], py_why: str, daemons_why: str, ta
         md.append(f"\ndockerd and containerd could not run: {daemons_why}.\n")
     md.append(f"\nPushed bytes: ours gzip {sizes['gzip'] / 1e6:.1f} MB, skopeo (pgzip) {sizes['skopeo'] / 1e6:.1f} MB "
               f"(ratio {sizes['gzip'] / sizes['skopeo']:.3f}), ours zstd {sizes['zstd'] / 1e6:.1f} MB.")
-    md.append("\nPeak RSS: ours runs inside the benchmark's own Python process, so its figure includes that "
-              "process (the harness, the imported package); peers are measured as their own processes; "
-              "dockerd and containerd add their daemons' peaks. CPU is user + system time of the same set.")
+    md.append("\nPeak RSS: ours runs inside the benchmark's own Python process, so its figure is that process's "
+              "peak, shown with the RSS it had just before the run (the harness, the imported package, what "
+              "earlier scenarios left in Python's heap); the difference is what the run itself took. Peers are "
+              "sampled as their own process trees; dockerd and containerd add their daemons' peaks. CPU is "
+              "user + system time of the same set. The throttled link is a proxy thread inside the benchmark's "
+              "process, so its CPU counts against ours and not against the peers.")
     text = "\n".join(md)
     print(text)
     print(f"written to {write_result('registry', text)}  ({machine()})")

@@ -87,6 +87,8 @@ class Usage:
     wall: float
     cpu: float
     rss_mib: float
+    #: when the run was in this process (ours): its RSS just before, which the peak includes
+    base_mib: float = 0.0
 
 
 class Meter:
@@ -122,6 +124,7 @@ class Meter:
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
         daemon_cpu = sum(_cpu_seconds(p) for p in pids)
+        base = _rss_kib(os.getpid())
         r0 = resource.getrusage(resource.RUSAGE_SELF)
         t0 = time.perf_counter()
         try:
@@ -133,9 +136,10 @@ class Meter:
         r1 = resource.getrusage(resource.RUSAGE_SELF)
         cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
         cpu += Meter.children_cpu + sum(_cpu_seconds(p) for p in pids) - daemon_cpu
-        own = _peak_kib(os.getpid()) if children_peak == 0 else 0  # ours ran in this process
+        in_process = children_peak == 0  # ours ran in this process
+        own = _peak_kib(os.getpid()) if in_process else 0
         rss = own + children_peak + sum(_peak_kib(p) for p in pids)
-        return Usage(wall, cpu, rss / 1024)
+        return Usage(wall, cpu, rss / 1024, base / 1024 if in_process else 0.0)
 
 
 def run_child(argv: list[str], *, check: bool = True, stdout: int | None = subprocess.DEVNULL) -> None:

@@ -210,3 +210,17 @@ def test_parallel_ranges_against_a_server_ignoring_range(registry: Registry, pro
     image_id = _ranged_pull(proxy, path, store, 4)
     assert image_id is not None and store.verify() == [] and store.leftovers() == []
     assert list(store.content.list_statuses()) == []
+
+
+def test_a_stalled_answer_times_out_and_is_retried(registry: Registry, proxy: FaultProxy, tmp_path: Path,
+                                                   repo_name: str) -> None:
+    """A registry that accepts the request and then says nothing: the read timeout
+    (``RetryPolicy.timeout``) ends the wait and the request is sent again."""
+    path, digest, _ = _image(tmp_path, registry, repo_name)
+    proxy.add(Fault(match=f"/blobs/{digest}", method="GET", stall=3.0))
+    proxy.add(Fault(match="/manifests/", method="GET", stall=3.0))
+    quick = dd.Config(auth_config=AuthConfig(), retry=dd.RetryPolicy(attempts=3, backoff=0.01, timeout=(5.0, 0.5)))
+    store = Store(tmp_path / "store")
+    assert pull_image(dd.parse_normalized_named(f"{proxy.host}/{path}"), store, config=quick) is not None
+    assert len([1 for (m, p, _) in proxy.requests if m == "GET" and digest in p]) == 2
+    assert store.verify() == [] and store.leftovers() == []

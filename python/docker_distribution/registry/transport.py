@@ -86,6 +86,8 @@ class RetryPolicy:
     max_backoff: float = 8.0
     max_retry_after: float = 60.0  # a longer Retry-After is not waited for
     statuses: frozenset[int] = frozenset({408, 429, 500, 502, 503, 504})
+    #: (connect, read) seconds: a request that stalls longer fails, and is retried like any other
+    timeout: tuple[float, float] = DEFAULT_TIMEOUT
 
 
 NO_RETRY = RetryPolicy(attempts=1)
@@ -146,7 +148,7 @@ class Transport:
         meta_headers: Mapping[str, Iterable[str]] | None = None,
         user_agent_suffix: str | None = None,
         retry: RetryPolicy | None = None,
-        timeout: tuple[float, float] = DEFAULT_TIMEOUT,
+        timeout: tuple[float, float] | None = None,
         session: requests.Session | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -157,7 +159,7 @@ class Transport:
         for k, values in (meta_headers or {}).items():
             self.headers[k] = ", ".join(values)
         self.retry = retry or RetryPolicy()
-        self.timeout = timeout
+        self.timeout = timeout or self.retry.timeout
         self.challenges = ChallengeManager()
         self.authorizer: Authorizer | None = None
         self._sleep = sleep
