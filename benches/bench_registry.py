@@ -29,7 +29,7 @@ from pypeers import fetch as pypeers_fetch
 import docker_distribution as dd
 from docker_distribution.pull import pull_image
 from docker_distribution.push import push_image
-from docker_distribution.registry import connect
+from docker_distribution.registry import Repository, connect
 from docker_distribution.registry.auth import AuthConfig
 from docker_distribution.registry.service import APIEndpoint
 from docker_distribution.store import Store
@@ -143,7 +143,6 @@ def main() -> None:
             push_image(ref, src, config=ANON, compression=comp)  # type: ignore[arg-type]
         multi = _multi_arch(src, reg, many_layers())
         repo = connect(big.trim(), APIEndpoint(url=reg.url), auth_config=AuthConfig())
-        manifest = json.loads(repo.get_manifest("latest").payload)
         gz_bytes = _layers_bytes(reg, big)
         zst_bytes = _layers_bytes(reg, big_zstd)
         many_bytes = _layers_bytes(reg, many)
@@ -159,51 +158,81 @@ def main() -> None:
             dest.mkdir()
             drop_caches(registry_inputs(reg))
 
+        # the machine's limits, in the same run: fetching, hashing, decoding and extracting `big`
+        blob_files = [reg.storage / "docker/registry/v2/blobs/sha256" / d["digest"][7:9] / d["digest"][7:] / "data"
+                      for d in json.loads(repo.get_manifest("latest").payload)["layers"]]
+        zrepo = connect(big_zstd.trim(), APIEndpoint(url=reg.url), auth_config=AuthConfig())
+        zblob_files = [reg.storage / "docker/registry/v2/blobs/sha256" / d["digest"][7:9] / d["digest"][7:] / "data"
+                       for d in json.loads(zrepo.get_manifest("latest").payload)["layers"]]
+        urls = " ".join(f"-o /dev/null {reg.url}/v2/bench/big/blobs/{d['digest']}"
+                        for d in json.loads(repo.get_manifest("latest").payload)["layers"])
+        names = " ".join(str(p) for p in blob_files)
+        timed("floor: curl --parallel, the 3 blobs to /dev/null (loopback HTTP)", reset,
+              lambda: sh(f"curl -sf --parallel {urls}"), gz_bytes)
+        timed("floor: sha256sum of the 3 gzip blobs", reset, lambda: sh(f"sha256sum {names} > /dev/null"), gz_bytes)
+        timed("floor: pigz -dc of the 3 gzip blobs", reset, lambda: sh(f"cat {names} | pigz -dc > /dev/null"), gz_bytes)
+        timed("floor: zstd -dc of the 3 zstd blobs", reset,
+              lambda: sh(f"cat {' '.join(str(p) for p in zblob_files)} | zstd -dc > /dev/null"), zst_bytes)
+        tars = " ".join(str(p) for p in big_layers())
+        timed("floor: tar -xf of the 3 uncompressed tars", lambda: (reset(), drop_caches(big_layers())),
+              lambda: sh(f"for t in {tars}; do tar -xf $t -C {dest}; done"), tar_bytes)
+
         def ours_pull(ref: dd.Reference, concurrency: int = 3) -> Callable[[], None]:
             return lambda: pull_image(ref, Store(dest / "s"), config=ANON, max_concurrent_downloads=concurrency)
 
         timed("ours: pull (layers stored unpacked, as dockerd ends)", reset, ours_pull(big), gz_bytes)
 
-        def ours_pull_unpack() -> None:
-            s = Store(dest / "s")
-            iid = pull_image(big, s, config=ANON)
-            assert iid is not None
-            s.unpack(iid, dest / "rootfs")
-
-        timed("ours: pull + unpack to a rootfs", reset, ours_pull_unpack, gz_bytes)
         timed("ours: pull big-zstd", reset, ours_pull(big_zstd), zst_bytes)
         for c in (1, 3, 6):
             timed(f"ours: pull many, {c} concurrent download{'s' if c > 1 else ''}", reset, ours_pull(many, c), many_bytes)
         timed("ours: pull multi (amd64 of a 2-platform index)", reset, ours_pull(multi), multi_bytes)
-        timed("skopeo copy docker:// oci: (blobs only)", reset,
-              lambda: sh(f"skopeo copy --quiet --src-tls-verify=false docker://{big} oci:{dest}/layout:t"), gz_bytes)
-        timed("skopeo copy docker:// oci: many (blobs only)", reset,
-              lambda: sh(f"skopeo copy --quiet --src-tls-verify=false docker://{many} oci:{dest}/layout:t"), many_bytes)
 
-        def ours_blobs() -> None:
+        def ours_pull_unpack(ref: dd.Reference) -> Callable[[], None]:
+            def run() -> None:
+                s = Store(dest / "s")
+                iid = pull_image(ref, s, config=ANON)
+                assert iid is not None
+                s.unpack(iid, dest / "rootfs")
+            return run
+
+        def ours_blobs(r: Repository, layers: list[dict[str, object]]) -> Callable[[], None]:
             """Each layer verified and committed (fsync) to the content store, 3 at once as our pulls do."""
             from concurrent.futures import ThreadPoolExecutor
 
-            s = Store(dest / "s")
+            def run() -> None:
+                s = Store(dest / "s")
 
-            def fetch(layer: dict[str, object]) -> None:
-                d = dd.Digest.parse(str(layer["digest"]))
-                with s.content.writer(ref=f"layer-{d}") as w, repo.open_blob(d) as resp:
-                    for chunk in resp.raw.stream(1 << 20, decode_content=False):
-                        w.write(chunk)
-                    w.commit(int(str(layer["size"])), d)
+                def fetch(layer: dict[str, object]) -> None:
+                    d = dd.Digest.parse(str(layer["digest"]))
+                    with s.content.writer(ref=f"layer-{d}") as w, r.open_blob(d) as resp:
+                        for chunk in resp.raw.stream(1 << 20, decode_content=False):
+                            w.write(chunk)
+                        w.commit(int(str(layer["size"])), d)
 
-            with ThreadPoolExecutor(3) as pool:
-                list(pool.map(fetch, manifest["layers"]))
+                with ThreadPoolExecutor(3) as pool:
+                    list(pool.map(fetch, layers))
+            return run
 
-        timed("ours: blobs only, verified into the content store (3 at once)", reset, ours_blobs, gz_bytes)
         py_ok, py_why = pypeers_available()
-        if py_ok:
-            digests = [layer["digest"] for layer in manifest["layers"]]
-            timed("python-dxf pull_blob (verified, 1 MiB chunks)", reset,
-                  lambda: pypeers_fetch("dxf", reg.host, "bench/big", digests, dest), gz_bytes)
-            timed("oras-py download_blob", reset,
-                  lambda: pypeers_fetch("oras", reg.host, "bench/big", digests, dest), gz_bytes)
+        for ref, name, moved in ((big, "", gz_bytes), (many, " — many", many_bytes), (big_zstd, " — big-zstd", zst_bytes)):
+            r = connect(ref.trim(), APIEndpoint(url=reg.url), auth_config=AuthConfig())
+            layers = json.loads(r.get_manifest("latest").payload)["layers"]
+            timed(f"ours: pull + unpack to a rootfs{name}", reset, ours_pull_unpack(ref), moved)
+            timed(f"skopeo copy + umoci unpack (pull + unpack){name}", reset,
+                  lambda ref=ref: sh(f"skopeo copy --quiet --src-tls-verify=false docker://{ref} oci:{dest}/layout:t && "  # type: ignore[misc]
+                                     f"umoci unpack --image {dest}/layout:t {dest}/bundle > /dev/null"), moved)
+            timed(f"ours: blobs only, verified into the content store (3 at once){name}", reset,
+                  ours_blobs(r, layers), moved)
+            timed(f"skopeo copy docker:// oci: (blobs only){name}", reset,
+                  lambda ref=ref: sh(f"skopeo copy --quiet --src-tls-verify=false docker://{ref} oci:{dest}/layout:t"),  # type: ignore[misc]
+                  moved)
+            if py_ok:
+                digests = [str(layer["digest"]) for layer in layers]
+                path = ref.path
+                timed(f"python-dxf pull_blob (verified, 1 MiB chunks){name}", reset,
+                      lambda digests=digests, path=path: pypeers_fetch("dxf", reg.host, path, digests, dest), moved)  # type: ignore[misc]
+                timed(f"oras-py download_blob{name}", reset,
+                      lambda digests=digests, path=path: pypeers_fetch("oras", reg.host, path, digests, dest), moved)  # type: ignore[misc]
         if daemons.available:
             def docker_reset(ref: dd.Reference) -> Callable[[], None]:
                 def run() -> None:  # every image goes: layers shared with an earlier scenario must not count
@@ -242,59 +271,67 @@ def main() -> None:
                       lambda: daemons.docker("pull", str(slow)), gz_bytes)
         finally:
             link.stop()
-        timed("skopeo copy + umoci unpack (pull + unpack)", reset,
-              lambda: sh(f"skopeo copy --quiet --src-tls-verify=false docker://{big} oci:{dest}/layout:t && "
-                         f"umoci unpack --image {dest}/layout:t {dest}/bundle > /dev/null"), gz_bytes)
 
         # push, compressing on the fly, into a fresh registry each run (so nothing can be mounted)
-        raw = WORK / "raw-tar-layout"
-        _raw_layout(src, image_id, raw)
-        gz_layout = WORK / "gzip-layout"  # the same image, already compressed (what a copy pushes)
-        sh(f"skopeo copy --quiet --src-tls-verify=false docker://{big} oci:{gz_layout}:t")
         target: dict[str, Registry] = {}
         src_files = [p for p in (WORK / "src" / "layers").rglob("*") if p.is_file()]
+        layouts: list[Path] = []
 
         def push_reset() -> None:
             if "reg" in target:
                 target["reg"].stop()
                 shutil.rmtree(target["reg"].workdir, ignore_errors=True)
             target["reg"] = Registry("push-target", WORK / f"push-{time.monotonic_ns()}").start()
-            drop_caches(src_files + [p for p in raw.rglob("*") if p.is_file()]
-                        + [p for p in gz_layout.rglob("*") if p.is_file()])
+            drop_caches(src_files + [p for lay in layouts for p in lay.rglob("*") if p.is_file()])
 
-        def ours_push(comp: str) -> Callable[[], None]:
+        def ours_push(iid: dd.Digest, comp: str, key: str) -> Callable[[], None]:
             def run() -> None:
                 ref = dd.parse_normalized_named(f"{target['reg'].host}/push/app:latest")
-                src.references.add_tag(ref, image_id, force=True)
+                src.references.add_tag(ref, iid, force=True)
                 fresh_meta = Store(WORK / "src")  # same layers; V2 metadata of other registries cannot match
                 push_image(ref, fresh_meta, config=ANON, compression=comp)  # type: ignore[arg-type]
-                sizes[comp] = _layers_bytes(target["reg"], ref)
+                sizes[key] = _layers_bytes(target["reg"], ref)
             return run
 
-        def skopeo_push() -> None:
-            host = target["reg"].host
-            sh(f"skopeo copy --quiet --dest-tls-verify=false --dest-compress oci:{raw}:t docker://{host}/push/skopeo:latest")
-            m = json.loads(subprocess.run(["skopeo", "inspect", "--raw", "--tls-verify=false",
-                                           f"docker://{host}/push/skopeo:latest"], capture_output=True, check=True).stdout)
-            sizes["skopeo"] = sum(layer["size"] for layer in m["layers"])
+        def skopeo_push(raw: Path, fmt: str, key: str) -> Callable[[], None]:
+            def run() -> None:
+                host = target["reg"].host
+                sh(f"skopeo copy --quiet --dest-tls-verify=false --dest-compress --dest-compress-format {fmt} "
+                   f"oci:{raw}:t docker://{host}/push/skopeo:latest")
+                m = json.loads(subprocess.run(["skopeo", "inspect", "--raw", "--tls-verify=false",
+                                               f"docker://{host}/push/skopeo:latest"], capture_output=True,
+                                              check=True).stdout)
+                sizes[key] = sum(layer["size"] for layer in m["layers"])
+            return run
 
-        timed("ours: push gzip (compress on the fly)", push_reset, ours_push("gzip"), gz_bytes)
-        timed("skopeo copy oci:(raw tars) docker:// (pgzip on the fly)", push_reset, skopeo_push, gz_bytes)
-        timed("ours: push zstd", push_reset, ours_push("zstd"), zst_bytes)
-        timed("ours: push already-compressed blobs (Repository API, 5 at once)", push_reset,
-              lambda: _push_layout(gz_layout, target["reg"]), gz_bytes)
-        timed("skopeo copy oci:(gzip blobs) docker:// (no recompression)", push_reset,
-              lambda: sh(f"skopeo copy --quiet --dest-tls-verify=false oci:{gz_layout}:t "
-                         f"docker://{target['reg'].host}/push/pre:latest"), gz_bytes)
-        if daemons.available:
-            daemons.docker("pull", str(big))
+        for iid, ref, name, moved, zmoved in ((image_id, big, "", gz_bytes, zst_bytes),
+                                              (many_id, many, " many", many_bytes, many_bytes)):
+            tag = name.strip() or "big"
+            raw = WORK / f"raw-tar-layout-{tag}"
+            _raw_layout(src, iid, raw)
+            gz_layout = WORK / f"gzip-layout-{tag}"  # the same image, already compressed (what a copy pushes)
+            sh(f"skopeo copy --quiet --src-tls-verify=false docker://{ref} oci:{gz_layout}:t")
+            layouts[:] = [raw, gz_layout]
+            timed(f"ours: push{name} gzip (compress on the fly)", push_reset, ours_push(iid, "gzip", f"gzip{name}"), moved)
+            timed(f"skopeo copy oci:(raw tars) docker://{name} (pgzip on the fly)", push_reset,
+                  skopeo_push(raw, "gzip", f"skopeo{name}"), moved)
+            timed(f"ours: push{name} zstd", push_reset, ours_push(iid, "zstd", f"zstd{name}"), zmoved)
+            timed(f"skopeo copy oci:(raw tars) docker://{name}, zstd on the fly", push_reset,
+                  skopeo_push(raw, "zstd", f"skopeo-zstd{name}"), zmoved)
+            timed(f"ours: push{name} already-compressed blobs (Repository API, 5 at once)", push_reset,
+                  lambda lay=gz_layout: _push_layout(lay, target["reg"]), moved)  # type: ignore[misc]
+            timed(f"skopeo copy oci:(gzip blobs) docker://{name} (no recompression)", push_reset,
+                  lambda lay=gz_layout: sh(f"skopeo copy --quiet --dest-tls-verify=false oci:{lay}:t "  # type: ignore[misc]
+                                           f"docker://{target['reg'].host}/push/pre:latest"), moved)
+            if daemons.available:
+                daemons.docker("pull", str(ref))
 
-            def docker_push() -> None:
-                dest_ref = f"{target['reg'].host}/push/docker:latest"
-                daemons.docker("tag", str(big), dest_ref)
-                daemons.docker("push", dest_ref)
+                def docker_push(ref: dd.Reference = ref) -> None:
+                    dest_ref = f"{target['reg'].host}/push/docker:latest"
+                    daemons.docker("tag", str(ref), dest_ref)
+                    daemons.docker("push", dest_ref)
 
-            timed("docker push (dockerd, Go gzip on the fly)", push_reset, docker_push, gz_bytes)
+                timed(f"docker push{name} (dockerd, Go gzip on the fly)", push_reset, docker_push, moved)
         if "reg" in target:
             target["reg"].stop()
     finally:
@@ -371,11 +408,14 @@ def _report(runs: Runs, sizes: dict[str, int], py_why: str, daemons_why: str, ta
     ratio("big-zstd pull faster than big (gzip) pull", pull, "ours: pull big-zstd")
     ratio("pull multi: dockerd ÷ ours", "docker pull multi (amd64 of 2) (dockerd, overlay2)", "ours: pull multi (amd64 of a 2-platform index)")
     ratio("pull multi: containerd ÷ ours", "ctr image pull multi (amd64 of 2) (containerd, overlayfs)", "ours: pull multi (amd64 of a 2-platform index)")
-    ratio("pull + unpack: skopeo+umoci ÷ ours", "skopeo copy + umoci unpack (pull + unpack)", "ours: pull + unpack to a rootfs")
-    ratio("blobs-only fetch: skopeo ÷ ours", "skopeo copy docker:// oci: (blobs only)", "ours: blobs only, verified into the content store (3 at once)")
-    ratio("blobs-only fetch: python-dxf ÷ ours", "python-dxf pull_blob (verified, 1 MiB chunks)", "ours: blobs only, verified into the content store (3 at once)")
-    ratio("blobs-only fetch: oras-py ÷ ours", "oras-py download_blob", "ours: blobs only, verified into the content store (3 at once)")
-    ratio("many, blobs only (skopeo) ÷ ours pull many", "skopeo copy docker:// oci: many (blobs only)", "ours: pull many, 3 concurrent downloads")
+    for v in ("", " — many", " — big-zstd"):
+        ratio(f"pull + unpack{v}: skopeo+umoci ÷ ours", f"skopeo copy + umoci unpack (pull + unpack){v}",
+              f"ours: pull + unpack to a rootfs{v}")
+        for peer, label in (("skopeo copy docker:// oci: (blobs only)", "skopeo"),
+                            ("python-dxf pull_blob (verified, 1 MiB chunks)", "python-dxf"),
+                            ("oras-py download_blob", "oras-py")):
+            ratio(f"blobs-only fetch{v}: {label} ÷ ours", f"{peer}{v}",
+                  f"ours: blobs only, verified into the content store (3 at once){v}")
     ratio("gzip push: skopeo ÷ ours", "skopeo copy oci:(raw tars) docker:// (pgzip on the fly)", "ours: push gzip (compress on the fly)")
     ratio("gzip push: dockerd ÷ ours", "docker push (dockerd, Go gzip on the fly)", "ours: push gzip (compress on the fly)")
     ratio("zstd push vs skopeo gzip push: skopeo ÷ ours", "skopeo copy oci:(raw tars) docker:// (pgzip on the fly)", "ours: push zstd")
@@ -387,6 +427,12 @@ def _report(runs: Runs, sizes: dict[str, int], py_why: str, daemons_why: str, ta
           "ours: pull via the same link, --parallel-ranges 4")
     ratio("slow link: skopeo (blobs only) ÷ ours with 4 ranges", "skopeo copy docker:// oci: via the same link (blobs only)",
           "ours: pull via the same link, --parallel-ranges 4")
+    ratio("push many gzip: skopeo ÷ ours", "skopeo copy oci:(raw tars) docker:// many (pgzip on the fly)", "ours: push many gzip (compress on the fly)")
+    ratio("push many gzip: dockerd ÷ ours", "docker push many (dockerd, Go gzip on the fly)", "ours: push many gzip (compress on the fly)")
+    ratio("push zstd: skopeo (zstd) ÷ ours", "skopeo copy oci:(raw tars) docker://, zstd on the fly", "ours: push zstd")
+    ratio("push many zstd: skopeo (zstd) ÷ ours", "skopeo copy oci:(raw tars) docker:// many, zstd on the fly", "ours: push many zstd")
+    ratio("push many compressed blobs: skopeo ÷ ours", "skopeo copy oci:(gzip blobs) docker:// many (no recompression)",
+          "ours: push many already-compressed blobs (Repository API, 5 at once)")
     ratio("pull many: concurrency 1 ÷ 3", "ours: pull many, 1 concurrent download", "ours: pull many, 3 concurrent downloads")
     ratio("pull many: concurrency 6 ÷ 3", "ours: pull many, 6 concurrent downloads", "ours: pull many, 3 concurrent downloads")
 
@@ -402,14 +448,24 @@ def _report(runs: Runs, sizes: dict[str, int], py_why: str, daemons_why: str, ta
                   f"{runs.rss_text(name)} | {moved / 1e6:.0f} | {moved / med(name) / 1e6:.0f} |")
     md += ["", "| ratio (peer ÷ ours; above 1: we are faster / use less) | wall | CPU |", "|---|---|---|"]
     md += [f"| {n} | **{w}** | {c} |" for n, w, c in ratios]
+    floors = ["floor: curl --parallel, the 3 blobs to /dev/null (loopback HTTP)", "floor: pigz -dc of the 3 gzip blobs",
+              "floor: tar -xf of the 3 uncompressed tars"]
+    if all(f in runs for f in floors):
+        floor = max(med(f) for f in floors)
+        zfloor = max(med(f) for f in [floors[0], "floor: zstd -dc of the 3 zstd blobs", floors[2]])
+        md += ["", "| how close to the machine's limit (ours ÷ floor; 1 is the limit) | value | floor |", "|---|---|---|",
+               f"| pull ÷ max(fetch, pigz decode, tar -xf) | **{med(pull) / floor:.2f}×** | {floor:.3f} s |",
+               f"| pull big-zstd ÷ max(fetch, zstd decode, tar -xf) | **{med('ours: pull big-zstd') / zfloor:.2f}×** | {zfloor:.3f} s |",
+               f"| blobs only ÷ fetch | **{med('ours: blobs only, verified into the content store (3 at once)') / med(floors[0]):.2f}×** | "
+               f"{med(floors[0]):.3f} s |"]
     for name, why in runs.failed.items():
         md.append(f"\n{name}: could not run here — {why}\n")
     if py_why:
         md.append(f"\npython-dxf and oras-py could not run: {py_why}\n")
     if daemons_why:
         md.append(f"\ndockerd and containerd could not run: {daemons_why}.\n")
-    md.append(f"\nPushed bytes: ours gzip {sizes['gzip'] / 1e6:.1f} MB, skopeo (pgzip) {sizes['skopeo'] / 1e6:.1f} MB "
-              f"(ratio {sizes['gzip'] / sizes['skopeo']:.3f}), ours zstd {sizes['zstd'] / 1e6:.1f} MB.")
+    md.append("\nPushed bytes: " + ", ".join(f"{k} {v / 1e6:.1f} MB" for k, v in sizes.items())
+              + f" (ours gzip ÷ skopeo pgzip: {sizes['gzip'] / sizes['skopeo']:.3f}).")
     md.append("\nPeak RSS: ours runs inside the benchmark's own Python process, so its figure is that process's "
               "peak, shown with the RSS it had just before the run (the harness, the imported package, what "
               "earlier scenarios left in Python's heap); the difference is what the run itself took. Peers are "
