@@ -234,27 +234,23 @@ def main() -> None:
                 timed(f"oras-py download_blob{name}", reset,
                       lambda digests=digests, path=path: pypeers_fetch("oras", reg.host, path, digests, dest), moved)  # type: ignore[misc]
         if daemons.available:
-            def docker_reset(ref: dd.Reference) -> Callable[[], None]:
-                def run() -> None:  # every image goes: layers shared with an earlier scenario must not count
-                    subprocess.run(["docker", "-H", daemons.docker_sock, "image", "prune", "-a", "-f"], capture_output=True)
-                    reset()
-                return run
+            def docker_reset() -> None:  # every image goes: layers shared with an earlier scenario must not count
+                subprocess.run(["docker", "-H", daemons.docker_sock, "image", "prune", "-a", "-f"], capture_output=True)
+                reset()
 
-            def ctr_reset(ref: dd.Reference) -> Callable[[], None]:
-                def run() -> None:
-                    names = subprocess.run(["ctr", "--address", daemons.ctd_sock, "image", "ls", "-q"],
-                                           capture_output=True, text=True).stdout.split()
-                    if names:
-                        subprocess.run(["ctr", "--address", daemons.ctd_sock, "image", "rm", "--sync", *names],
-                                       capture_output=True)
-                    reset()
-                return run
+            def ctr_reset() -> None:
+                names = subprocess.run(["ctr", "--address", daemons.ctd_sock, "image", "ls", "-q"],
+                                       capture_output=True, text=True).stdout.split()
+                if names:
+                    subprocess.run(["ctr", "--address", daemons.ctd_sock, "image", "rm", "--sync", *names],
+                                   capture_output=True)
+                reset()
 
             for ref, name, moved in ((big, "", gz_bytes), (many, " many", many_bytes), (big_zstd, " big-zstd", zst_bytes),
                                      (multi, " multi (amd64 of 2)", multi_bytes)):
-                timed(f"docker pull{name} (dockerd, overlay2)", docker_reset(ref),
+                timed(f"docker pull{name} (dockerd, overlay2)", docker_reset,
                       lambda ref=ref: daemons.docker("pull", str(ref)), moved)  # type: ignore[misc]
-                timed(f"ctr image pull{name} (containerd, overlayfs)", ctr_reset(ref),
+                timed(f"ctr image pull{name} (containerd, overlayfs)", ctr_reset,
                       lambda ref=ref: daemons.ctr("image", "pull", "--plain-http", str(ref)), moved)  # type: ignore[misc]
         # a link where each connection is slow (per-stream limits): what parallel Range requests are for
         link = FaultProxy(reg.url)
@@ -267,7 +263,7 @@ def main() -> None:
             timed("skopeo copy docker:// oci: via the same link (blobs only)", reset,
                   lambda: sh(f"skopeo copy --quiet --src-tls-verify=false docker://{slow} oci:{dest}/layout:t"), gz_bytes)
             if daemons.available:
-                timed("docker pull via the same link (dockerd)", docker_reset(slow),
+                timed("docker pull via the same link (dockerd)", docker_reset,
                       lambda: daemons.docker("pull", str(slow)), gz_bytes)
         finally:
             link.stop()

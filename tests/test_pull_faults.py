@@ -43,6 +43,16 @@ def _image(tmp: Path, reg: Registry, repo: str) -> tuple[str, str, int]:
     return f"{repo}:v1", layer["digest"], layer["size"]
 
 
+def _fast_pull(proxy: FaultProxy, path: str, store: Store, ranges: int = 1) -> dd.Digest | None:
+    """A pull with 2 download attempts and no countdown between them (and ``ranges`` parts per blob)."""
+    cfg = ImagePullConfig(**common_fields(ANON), image_store=store.images, reference_store=store.references,
+                          metadata=store.v2_metadata, parallel_ranges=ranges, parallel_range_min=1 << 20,
+                          download_manager=LayerDownloadManager(store.layers, max_attempts=2, wait_duration=0.001))
+    ref = dd.parse_normalized_named(f"{proxy.host}/{path}")
+    pull(ref, cfg, store.content)
+    return store.references.get(ref)
+
+
 def test_connection_cut_mid_blob_resumes_with_range(registry: Registry, proxy: FaultProxy, tmp_path: Path,
                                                     repo_name: str) -> None:
     path, digest, size = _image(tmp_path, registry, repo_name)
@@ -133,11 +143,8 @@ def test_a_short_blob_answer_that_looks_complete_is_continued_or_refused(registr
     assert store.verify() == [] and proxy.total_sent(digest) == size
     proxy.add(Fault(match=f"/blobs/{digest}", method="GET", truncate_to=0, times=1000))
     other = Store(tmp_path / "other")
-    cfg = ImagePullConfig(**common_fields(ANON), image_store=other.images, reference_store=other.references,
-                          metadata=other.v2_metadata,
-                          download_manager=LayerDownloadManager(other.layers, max_attempts=2, wait_duration=0.001))
     with pytest.raises(dd.DistributionError):
-        pull(dd.parse_normalized_named(f"{proxy.host}/{path}"), cfg, other.content)
+        _fast_pull(proxy, path, other)
     assert other.layers.list() == [] and other.references.all() == {} and other.leftovers() == []
 
 
@@ -175,21 +182,12 @@ def test_a_wrong_content_length_on_the_manifest_is_retried_or_refused(registry: 
 # --- parallel Range requests within one blob (beyond moby) ------------------------------------
 
 
-def _ranged_pull(proxy: FaultProxy, path: str, store: Store, ranges: int) -> dd.Digest | None:
-    cfg = ImagePullConfig(**common_fields(ANON), image_store=store.images, reference_store=store.references,
-                          metadata=store.v2_metadata, parallel_ranges=ranges, parallel_range_min=1 << 20,
-                          download_manager=LayerDownloadManager(store.layers, max_attempts=2, wait_duration=0.001))
-    ref = dd.parse_normalized_named(f"{proxy.host}/{path}")
-    pull(ref, cfg, store.content)
-    return store.references.get(ref)
-
-
 def test_a_large_blob_comes_as_parallel_ranges(registry: Registry, proxy: FaultProxy, tmp_path: Path,
                                                repo_name: str) -> None:
     path, digest, size = _image(tmp_path, registry, repo_name)
     proxy.add(Fault(match=f"/blobs/{digest}", method="GET", cut_after=100_000))  # one part is cut: it resumes
     store = Store(tmp_path / "store")
-    image_id = _ranged_pull(proxy, path, store, 4)
+    image_id = _fast_pull(proxy, path, store, 4)
     ranges = sorted(h.get("Range", "") for (m, p, h) in proxy.requests if m == "GET" and digest in p)
     step = -(-size // 4)
     for i in range(4):  # every part was asked for, each from its own start
@@ -207,7 +205,7 @@ def test_parallel_ranges_against_a_server_ignoring_range(registry: Registry, pro
     path, digest, size = _image(tmp_path, registry, repo_name)
     proxy.add(Fault(match=f"/blobs/{digest}", method="GET", ignore_range=True, times=1000))
     store = Store(tmp_path / "store")
-    image_id = _ranged_pull(proxy, path, store, 4)
+    image_id = _fast_pull(proxy, path, store, 4)
     assert image_id is not None and store.verify() == [] and store.leftovers() == []
     assert list(store.content.list_statuses()) == []
 

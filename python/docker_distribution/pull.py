@@ -500,9 +500,10 @@ class _LayerDescriptor:
                         progress.add(len(chunk))
                 log.info("attempting to resume download of %s from %d bytes", self.desc.digest, resumed)
             if self.local is not None and self.ranges > 1 and self.desc.size >= self.range_min:
-                if not resumed:
-                    self._parallel(ctx, pending, progress, ingest)
-                self._discard_parts()  # parts a killed run left, too
+                if resumed:
+                    self._discard_parts()  # a killed run's parts: the replayed prefix is continued in one stream
+                else:
+                    self._parallel(ctx, pending, progress, ingest)  # reuses and then discards any leftover parts
             self._stream_to_end(ctx, pending, progress, ingest, None)
             ctx.progress(Progress(self.id(), action="Verifying Checksum"))
             try:
@@ -654,7 +655,8 @@ class _LayerDescriptor:
                 if isinstance(exc, DistributionError):
                     raise
                 raise TransportError("GET", str(self.desc.digest), type(exc).__name__) from exc
-            if (end or self.desc.size) and offset < (end or self.desc.size):
+            limit = end or self.desc.size
+            if limit and offset < limit:
                 raise TransportError("GET", str(self.desc.digest), "unexpected EOF")
         progress.finish()
 

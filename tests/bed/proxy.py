@@ -106,6 +106,11 @@ class FaultProxy:
         with self._lock:
             return sum(n for path, n in self.bytes_sent.items() if match in path)
 
+    def total_received(self, match: str) -> int:
+        """Request body bytes read so far on paths containing ``match`` (cut requests included)."""
+        with self._lock:
+            return sum(n for path, n in self.bytes_received.items() if match in path)
+
     def _take(self, method: str, path: str) -> Fault | None:
         with self._lock:
             for f in self.faults:

@@ -121,12 +121,9 @@ class V2MetadataService:
             self.store.set(_BY_DIGEST, _key(meta.digest), str(diff_id).encode())
 
     def set_compression(self, digest: Digest, codec: str) -> None:
-        """Record that the blob ``digest`` is compressed with ``codec`` ("gzip" or "zstd")."""
-        if self.store is None:
-            return
-        if codec == "gzip":
-            self.store.delete(_COMPRESSION, _key(digest))
-        else:
+        """Record that the blob ``digest`` is compressed with ``codec`` ("gzip" or "zstd"); gzip,
+        the default, is not written (a digest names its bytes, so its codec never changes)."""
+        if self.store is not None and codec != "gzip":
             self.store.set(_COMPRESSION, _key(digest), codec.encode())
 
     def compression(self, digest: Digest) -> str:
