@@ -192,19 +192,30 @@ class Store:
         import time
 
         cutoff = time.time() - age
-        for p in self.root.rglob(f"{TMP_PREFIX}*"):
-            if p.is_relative_to(self.layers.root / "tmp"):
-                continue
+        for p in self._loose_tmp():
             with contextlib.suppress(OSError):
                 if p.lstat().st_mtime < cutoff:
                     shutil.rmtree(p) if p.is_dir() else p.unlink()
 
     def leftovers(self) -> list[Path]:
         """Temporary files and staging directories no live writer holds (what a crash leaves)."""
-        staging = list(self.layers.leftovers())
-        tmp_root = self.layers.root / "tmp"
-        loose = [p for p in self.root.rglob(f"{TMP_PREFIX}*") if not p.is_relative_to(tmp_root)]
-        return staging + loose
+        return list(self.layers.leftovers()) + self._loose_tmp()
+
+    def _loose_tmp(self) -> list[Path]:
+        """Temporary files of atomic writes anywhere in the store, other writers' included.
+
+        Unpacked diffs (image content) and the layer store's own staging area are not searched,
+        and a directory that vanishes while it is walked (a writer finishing) is passed over."""
+        found = []
+        for dirpath, dirnames, filenames in os.walk(self.root):
+            here = Path(dirpath)
+            if here == self.layers.root:
+                dirnames[:] = [n for n in dirnames if n != "tmp"]
+            elif here.parent.parent == self.layers.root:
+                dirnames[:] = [n for n in dirnames if n != "diff"]
+            found += [here / n for n in dirnames + filenames if n.startswith(TMP_PREFIX)]
+            dirnames[:] = [n for n in dirnames if not n.startswith(TMP_PREFIX)]
+        return found
 
     def _needed_content(self) -> set[Digest]:
         """Manifests named by digest references, and what their indexes and manifests point to."""
