@@ -104,7 +104,7 @@ def test_produce_then_apply_gives_the_same_tree(tmp_path_factory: pytest.TempPat
 
     # independent oracle: Python decompresses and tarfile reads the same tree
     raw = blob.read_bytes()
-    tar_bytes = {"gzip": gzip.decompress, "zstd": lambda b: zstandard.ZstdDecompressor().decompressobj().decompress(b),
+    tar_bytes = {"gzip": gzip.decompress, "zstd": lambda b: zstandard.ZstdDecompressor().decompressobj(read_across_frames=True).decompress(b),
                  "none": lambda b: b}[codec](raw)
     assert dd.digest_bytes(tar_bytes) == produced.diff_id
     oracle = work / "oracle"
@@ -322,7 +322,8 @@ def test_producer_streams_chunks(tmp_path: Path) -> None:
     body = b"".join(prod)
     result = prod.result()
     assert result.digest == dd.digest_bytes(body) and result.size == len(body)
-    with tarfile.open(fileobj=io.BytesIO(zstandard.ZstdDecompressor().decompressobj().decompress(body))) as t:
+    # 5 MiB of tar is two zstd frames: a reader must read across them
+    with tarfile.open(fileobj=io.BytesIO(zstandard.ZstdDecompressor().decompressobj(read_across_frames=True).decompress(body))) as t:
         assert t.extractfile("data").read() == (src / "data").read_bytes()  # type: ignore[union-attr]
 
 
@@ -335,6 +336,25 @@ def test_parallel_gzip_members_read_as_one_stream(tmp_path: Path) -> None:
     assert dd.digest_bytes(gzip.decompress(raw)) == produced.diff_id
     gunzip = subprocess.run(["gzip", "-dc"], input=raw, capture_output=True, check=True).stdout
     assert dd.digest_bytes(gunzip) == produced.diff_id
+
+
+def test_parallel_zstd_frames_read_as_one_stream(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a").write_bytes(os.urandom(5 << 20) + b"a" * (6 << 20))
+    produced = produce_layer(tmp_path / "l.tar.zst", source_dir=src, compression="zstd", threads=2)
+    raw = (tmp_path / "l.tar.zst").read_bytes()
+    frames, rest = [], raw
+    while rest:  # each frame is complete on its own and declares its size
+        frames.append(zstandard.frame_content_size(rest))
+        obj = zstandard.ZstdDecompressor().decompressobj()
+        assert len(obj.decompress(rest)) == frames[-1]
+        rest = obj.unused_data
+    assert len(frames) >= 3 and frames[:-1] == [4 << 20] * (len(frames) - 1) and sum(frames) == produced.uncompressed_size
+    unzstd = subprocess.run(["zstd", "-dc"], input=raw, capture_output=True, check=True).stdout
+    assert dd.digest_bytes(unzstd) == produced.diff_id
+    whole = zstandard.ZstdDecompressor().decompressobj(read_across_frames=True).decompress(raw)
+    assert dd.digest_bytes(whole) == produced.diff_id
 
 
 def test_layers_apply_in_parallel_threads(tmp_path: Path) -> None:
