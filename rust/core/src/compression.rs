@@ -1,7 +1,8 @@
 //! Compression detection by magic bytes (as moby does; the media type is not trusted) and the
 //! streaming decoders.
 //!
-//! gzip: flate2 on zlib-rs, multi-member (so trailing garbage is an error, as Go's reader).
+//! gzip: ISA-L's inflate (isal-rs), multi-member (so trailing garbage is an error, as with Go's
+//! reader); it decodes `big` in 1.0 s of CPU where zlib-rs takes 1.6 s.
 //! zstd: the reference library, which also skips skippable frames. bzip2 and xz are recognised
 //! and refused with [`Error::UnsupportedCompression`].
 use std::io::{self, BufReader, Read};
@@ -52,7 +53,7 @@ fn is_skippable_frame(head: &[u8]) -> bool {
 const BUFFER: usize = 256 * 1024;
 
 /// Peek at the stream, detect its compression, and return a reader of the decompressed bytes.
-pub fn decompress<'a, R: Read + Send + 'a>(mut input: R) -> Result<(Compression, Box<dyn Read + Send + 'a>)> {
+pub fn decompress<'a, R: Read + 'a>(mut input: R) -> Result<(Compression, Box<dyn Read + 'a>)> {
     let mut head = [0u8; 10];
     let mut got = 0;
     while got < head.len() {
@@ -65,9 +66,9 @@ pub fn decompress<'a, R: Read + Send + 'a>(mut input: R) -> Result<(Compression,
     }
     let kind = Compression::detect(&head[..got]);
     let buffered = BufReader::with_capacity(BUFFER, io::Cursor::new(head[..got].to_vec()).chain(input));
-    let reader: Box<dyn Read + Send + 'a> = match kind {
+    let reader: Box<dyn Read + 'a> = match kind {
         Compression::None => Box::new(buffered),
-        Compression::Gzip => Box::new(Decoded { inner: flate2::bufread::MultiGzDecoder::new(buffered), format: "gzip" }),
+        Compression::Gzip => Box::new(Decoded { inner: isal::read::GzipDecoder::new(Filled(buffered)), format: "gzip" }),
         Compression::Zstd => {
             let dec = zstd::stream::read::Decoder::with_buffer(buffered).map_err(Error::Io)?;
             Box::new(Decoded { inner: dec, format: "zstd" })
@@ -75,6 +76,26 @@ pub fn decompress<'a, R: Read + Send + 'a>(mut input: R) -> Result<(Compression,
         Compression::Bzip2 | Compression::Xz => return Err(Error::UnsupportedCompression(kind.name())),
     };
     Ok((kind, reader))
+}
+
+/// Reads until the buffer is full or the input ends. isal-rs's decoder takes a step that yields
+/// no output twice in a row for corrupt input, which short reads (a network chunk's last bytes)
+/// could also cause; full reads leave that to real corruption and the end of the input.
+struct Filled<R>(R);
+
+impl<R: Read> Read for Filled<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut got = 0;
+        while got < buf.len() {
+            match self.0.read(&mut buf[got..]) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(got)
+    }
 }
 
 /// Turns decoder errors into [`Error::Decompression`] so callers can tell corrupt input from I/O.

@@ -240,3 +240,34 @@ proptest! {
         prop_assert_eq!(tree_summary(src.path()), tree_summary(dst.path()));
     }
 }
+
+/// Hands out at most a few bytes per read, as a slow network does.
+struct Trickle(Vec<u8>, usize);
+
+impl Read for Trickle {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = buf.len().min(self.0.len() - self.1).min(1 + self.1 % 7);
+        buf[..n].copy_from_slice(&self.0[self.1..self.1 + n]);
+        self.1 += n;
+        Ok(n)
+    }
+}
+
+#[test]
+fn gzip_members_of_any_size_arriving_a_few_bytes_at_a_time_decode() {
+    // empty members in a row (what an eStargz footer or a flushing writer leaves) between real ones
+    let data: Vec<u8> = (0..400_000u32).flat_map(|i| (i % 251).to_le_bytes()).collect();
+    let tar = tar_of(&[("a", tar::EntryType::Regular, &data, None)]);
+    let (head, tail) = tar.split_at(5000);
+    let mut stream = gz(head);
+    for _ in 0..3 {
+        stream.extend(gz(b""));
+    }
+    stream.extend(gz(tail));
+    stream.extend(gz(b""));
+    let dir = tempfile::tempdir().unwrap();
+    let applied = apply_layer(Trickle(stream.clone(), 0), &dir.path().join("t"), &rootfs()).unwrap();
+    assert_eq!(applied.diff_id, Digest::of_bytes(Algorithm::Sha256, &tar));
+    assert_eq!(applied.size, stream.len() as u64);
+    assert_eq!(fs::read(dir.path().join("t/a")).unwrap(), data);
+}
