@@ -1,7 +1,9 @@
 """Layer apply and produce on the ``big`` layers, beside GNU tar, gzip, pigz and zstd.
 
 Every timed run starts cold: the destination is wiped, ``sync``, the page cache dropped, and
-the inputs re-read (so reading them is not what is measured). Ratios are peer ÷ ours.
+the inputs re-read (so reading them is not what is measured). The runs go in rounds (each
+scenario once per round), so drift in the machine's speed hits ours and the peers alike.
+Ratios are peer ÷ ours.
 
 Checks (issue #3): apply of gzip layers ≥ 3× GNU ``tar -xzf``; apply within 1.3× of
 max(fastest bare gzip decoder, bare ``tar -xf``); zstd apply ≥ 1.5× faster than gzip apply;
@@ -59,18 +61,22 @@ def drop_caches(inputs: list[Path]) -> bool:
     return dropped
 
 
-def measure(name: str, run: Callable[[], object], inputs: list[Path], runs: int) -> list[float]:
-    times = []
+def measure(scenarios: list[tuple[str, Callable[[], object], list[Path]]], runs: int) -> dict[str, float]:
+    """Median seconds of each scenario, run in rounds: every scenario once per round, so a
+    machine that speeds up or slows down during the run weighs on ours and the peers alike."""
+    times: dict[str, list[float]] = {name: [] for name, _, _ in scenarios}
     for _ in range(runs):
-        shutil.rmtree(WORK, ignore_errors=True)
-        WORK.mkdir(parents=True)
-        drop_caches(inputs)
-        t0 = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - t0)
+        for name, run, inputs in scenarios:
+            shutil.rmtree(WORK, ignore_errors=True)
+            WORK.mkdir(parents=True)
+            drop_caches(inputs)
+            t0 = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - t0)
     shutil.rmtree(WORK, ignore_errors=True)
-    print(f"  {name:<44} median {statistics.median(times):7.3f}s  (min {min(times):.3f}, max {max(times):.3f})", flush=True)
-    return times
+    for name, ts in times.items():
+        print(f"  {name:<44} median {statistics.median(ts):7.3f}s  (min {min(ts):.3f}, max {max(ts):.3f})", flush=True)
+    return {name: statistics.median(ts) for name, ts in times.items()}
 
 
 def each(cmd: str, paths: list[Path]) -> Callable[[], None]:
@@ -98,11 +104,10 @@ def main() -> None:
     gz_bytes = sum(p.stat().st_size for p in gz)
     zst_bytes = sum(p.stat().st_size for p in zst)
     print(f"big: {len(tars)} layers, {tar_bytes / 1e6:.0f} MB tar, {gz_bytes / 1e6:.0f} MB gzip, {zst_bytes / 1e6:.0f} MB zstd")
-    r = args.runs
-    t: dict[str, float] = {}
+    scenarios: list[tuple[str, Callable[[], object], list[Path]]] = []
 
     def m(name: str, run: Callable[[], object], inputs: list[Path]) -> None:
-        t[name] = statistics.median(measure(name, run, inputs, r))
+        scenarios.append((name, run, inputs))
 
     m("gzip -dc (GNU gzip, decode only)", each("gzip -dc {src} > /dev/null", gz), gz)
     m("pigz -dc (decode only)", each("pigz -dc {src} > /dev/null", gz), gz)
@@ -157,6 +162,8 @@ def main() -> None:
     m("zstd -T2 -3 (produce)", peer_produce("zstd -q -T2 -3 -c {src} > {out}", "zstd-cli"), tars)
     m("ours: produce zstd (level 3, 2 threads)", ours_produce("zstd"), diff_files)
 
+    t = measure(scenarios, args.runs)
+
     # memory: a 1 GiB layer applied in a fresh process, against a process that only imports us
     big = data_layer(1 << 30, "one-gib.tar")
     big_gz = big.with_suffix(".tar.gz")
@@ -183,7 +190,7 @@ def main() -> None:
         ("peak RSS applying a 1 GiB gzip layer, above baseline", (peak - base) / 1024, "< 100 MiB"),
     ]
     md = [f"### Layer apply and produce — `big` ({tar_bytes / 1e6:.0f} MB tar, {gz_bytes / 1e6:.0f} MB gzip, "
-          f"{zst_bytes / 1e6:.0f} MB zstd; medians of {r} cold runs)", "",
+          f"{zst_bytes / 1e6:.0f} MB zstd; medians of {args.runs} cold runs, interleaved)", "",
           "| operation | median s | MB/s of tar |", "|---|---|---|"]
     for name, secs in t.items():
         md.append(f"| {name} | {secs:.3f} | {tar_bytes / secs / 1e6:.0f} |")

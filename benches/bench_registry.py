@@ -60,24 +60,37 @@ class Runs:
         self.usage: dict[str, list[Usage]] = {}
         self.moved: dict[str, int] = {}
         self.failed: dict[str, str] = {}  # a peer that could not do a scenario, and why
+        self.queue: list[tuple[str, Callable[[], None], Callable[[], object], int]] = []
 
     def timed(self, name: str, reset: Callable[[], None], run: Callable[[], object], moved: int = 0) -> None:
-        usage = []
+        """Queue a scenario; :meth:`flush` runs the queue."""
+        self.queue.append((name, reset, run, moved))
+
+    def flush(self) -> None:
+        """Run the queued scenarios in rounds, each once per round, so drift in the machine's speed
+        during the run weighs on ours and the peers alike."""
+        usage: dict[str, list[Usage]] = {name: [] for name, _, _, _ in self.queue}
         for _ in range(self.runs):
-            reset()
-            try:
-                usage.append(self.meter(run))
-            except subprocess.CalledProcessError as exc:
-                if name.startswith("ours"):
-                    raise
-                why = (exc.stderr or b"").decode(errors="replace").strip().splitlines()
-                self.failed[name] = why[-1][:200] if why else f"exit status {exc.returncode}"
-                print(f"  {name:<60} FAILED: {self.failed[name]}", flush=True)
-                return
-        self.usage[name] = usage
-        self.moved[name] = moved
-        print(f"  {name:<60} median {self.median(name):7.3f}s  (min {min(self.walls(name)):.3f}, "
-              f"max {max(self.walls(name)):.3f})  cpu {self.cpu(name):.2f}s  rss {self.rss(name):.0f} MiB", flush=True)
+            for name, reset, run, _ in self.queue:
+                if name in self.failed:
+                    continue
+                reset()
+                try:
+                    usage[name].append(self.meter(run))
+                except subprocess.CalledProcessError as exc:
+                    if name.startswith("ours"):
+                        raise
+                    why = (exc.stderr or b"").decode(errors="replace").strip().splitlines()
+                    self.failed[name] = why[-1][:200] if why else f"exit status {exc.returncode}"
+                    print(f"  {name:<60} FAILED: {self.failed[name]}", flush=True)
+        for name, _, _, moved in self.queue:
+            if name in self.failed:
+                continue
+            self.usage[name] = usage[name]
+            self.moved[name] = moved
+            print(f"  {name:<60} median {self.median(name):7.3f}s  (min {min(self.walls(name)):.3f}, "
+                  f"max {max(self.walls(name)):.3f})  cpu {self.cpu(name):.2f}s  rss {self.rss(name):.0f} MiB", flush=True)
+        self.queue.clear()
 
     def walls(self, name: str) -> list[float]:
         return [u.wall for u in self.usage[name]]
@@ -252,6 +265,7 @@ def main() -> None:
                       lambda ref=ref: daemons.docker("pull", str(ref)), moved)  # type: ignore[misc]
                 timed(f"ctr image pull{name} (containerd, overlayfs)", ctr_reset,
                       lambda ref=ref: daemons.ctr("image", "pull", "--plain-http", str(ref)), moved)  # type: ignore[misc]
+        runs.flush()  # everything pulled from the plain registry, interleaved
         # a link where each connection is slow (per-stream limits): what parallel Range requests are for
         link = FaultProxy(reg.url)
         link.add(Fault(match="/blobs/", method="GET", throttle=LINK, times=10**9))
@@ -265,6 +279,7 @@ def main() -> None:
             if daemons.available:
                 timed("docker pull via the same link (dockerd)", docker_reset,
                       lambda: daemons.docker("pull", str(slow)), gz_bytes)
+            runs.flush()
         finally:
             link.stop()
 
@@ -328,6 +343,7 @@ def main() -> None:
                     daemons.docker("push", dest_ref)
 
                 timed(f"docker push{name} (dockerd, Go gzip on the fly)", push_reset, docker_push, moved)
+            runs.flush()  # this image's pushes, interleaved (the layouts above are this image's)
         if "reg" in target:
             target["reg"].stop()
     finally:
@@ -434,7 +450,7 @@ def _report(runs: Runs, sizes: dict[str, int], py_why: str, daemons_why: str, ta
 
     md = [f"### Registry scenarios — `big` ({tar_bytes / 1e6:.0f} MB tar, {gz_bytes / 1e6:.0f} MB gzip, "
           f"{zst_bytes / 1e6:.0f} MB zstd) and `many` (20 layers, {many_bytes / 1e6:.0f} MB gzip); "
-          f"medians of {runs.runs} cold runs", "",
+          f"medians of {runs.runs} cold runs, interleaved", "",
           "| scenario | wall s (median) | min–max | CPU s (client + daemons) | peak RSS MiB | MB moved | MB/s |",
           "|---|---|---|---|---|---|---|"]
     for name in runs.usage:
