@@ -180,6 +180,12 @@ fn truncated_and_trailing_garbage_streams_are_errors() {
     let r = apply_bytes(z[..z.len() - 10].to_vec(), dir.path(), &rootfs());
     assert!(matches!(r, Err(Error::Decompression { .. })), "{r:?}");
     assert!(matches!(apply_bytes(b"BZh91AY&SY".to_vec(), dir.path(), &rootfs()), Err(Error::UnsupportedCompression("bzip2"))));
+    // a plain tar cut inside an entry's content, inside its padding, and between entries
+    let tar = tar_of(&[("f", tar::EntryType::Regular, &[1u8; 1000], None), ("g", tar::EntryType::Regular, &[2u8; 10], None)]);
+    for cut in [512 + 600, 512 + 1000 + 5, 512 + 1024 + 512 + 3] {
+        let r = apply_bytes(tar[..cut].to_vec(), &dir.path().join(format!("cut{cut}")), &rootfs());
+        assert!(matches!(r, Err(Error::InvalidLayer(_))), "cut at {cut}: {r:?}");
+    }
 }
 
 #[test]

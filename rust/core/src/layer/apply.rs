@@ -224,16 +224,51 @@ struct Track {
 struct TrackedReader {
     inner: PipeReader,
     track: Rc<RefCell<Track>>,
+    /// bytes read so far (what a forward seek reports)
+    pos: u64,
+    /// where skipped bytes (padding, unread content) are read to
+    scratch: Vec<u8>,
 }
 
 impl Read for TrackedReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
+        self.pos += n as u64;
         let mut t = self.track.borrow_mut();
         if t.recording && !t.in_content {
             t.raw.extend_from_slice(&buf[..n]);
         }
         Ok(n)
+    }
+}
+
+/// Forward seeks only, by reading (and recording) the bytes skipped: the tar parser skips each
+/// entry's padding this way instead of zeroing a 32 KiB buffer per entry to read it into.
+impl io::Seek for TrackedReader {
+    fn seek(&mut self, pos: io::SeekFrom) -> io::Result<u64> {
+        let io::SeekFrom::Current(delta) = pos else {
+            return Err(io::Error::new(io::ErrorKind::Unsupported, "a layer stream only seeks forward"));
+        };
+        let mut left = u64::try_from(delta).map_err(|_| io::Error::new(io::ErrorKind::Unsupported, "a layer stream only seeks forward"))?;
+        let mut scratch = std::mem::take(&mut self.scratch);
+        while left > 0 {
+            let want = (scratch.len() as u64).min(left) as usize;
+            let n = match self.read(&mut scratch[..want]) {
+                Ok(0) => {
+                    self.scratch = scratch;
+                    return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "unexpected end of the tar stream"));
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    self.scratch = scratch;
+                    return Err(e);
+                }
+            };
+            left -= n as u64;
+        }
+        self.scratch = scratch;
+        Ok(self.pos)
     }
 }
 
@@ -264,7 +299,7 @@ fn untar(rx: PipeReader, root: &Path, opts: &ApplyOptions, split: Option<SplitWr
         recording: split.is_some(),
         in_content: false,
     }));
-    let reader = TrackedReader { inner: rx, track: track.clone() };
+    let reader = TrackedReader { inner: rx, track: track.clone(), pos: 0, scratch: vec![0u8; 32 << 10] };
     let mut archive = tar::Archive::new(reader);
     let mut applier = Applier {
         root: Root::new(root),
@@ -278,7 +313,7 @@ fn untar(rx: PipeReader, root: &Path, opts: &ApplyOptions, split: Option<SplitWr
         umask: current_umask(),
     };
     let mut entries = 0u64;
-    for entry in archive.entries().map_err(tar_error)? {
+    for entry in archive.entries_with_seek().map_err(tar_error)? {
         let mut entry = entry.map_err(tar_error)?;
         entries += 1;
         if entries > opts.limits.max_entries {
