@@ -23,6 +23,7 @@ from docker_distribution.layer import (
     LayerApplier,
     LayerProducer,
     Limits,
+    ProducedLayer,
     TarReader,
     apply_layer,
     produce_layer,
@@ -327,23 +328,24 @@ def test_producer_streams_chunks(tmp_path: Path) -> None:
         assert t.extractfile("data").read() == (src / "data").read_bytes()  # type: ignore[union-attr]
 
 
-def test_parallel_gzip_members_read_as_one_stream(tmp_path: Path) -> None:
+def _produced_blocks(tmp_path: Path, codec: str, data: bytes) -> tuple[ProducedLayer, bytes]:
+    """A one-file layer produced on 2 threads (so in several blocks), and its bytes."""
     src = tmp_path / "src"
     src.mkdir()
-    (src / "a").write_bytes(os.urandom(3 << 20) + b"a" * (3 << 20))
-    produced = produce_layer(tmp_path / "l.tgz", source_dir=src, compression="gzip", threads=2)
-    raw = (tmp_path / "l.tgz").read_bytes()
+    (src / "a").write_bytes(data)
+    produced = produce_layer(tmp_path / "layer", source_dir=src, compression=codec, threads=2)  # type: ignore[arg-type]
+    return produced, (tmp_path / "layer").read_bytes()
+
+
+def test_parallel_gzip_members_read_as_one_stream(tmp_path: Path) -> None:
+    produced, raw = _produced_blocks(tmp_path, "gzip", os.urandom(3 << 20) + b"a" * (3 << 20))
     assert dd.digest_bytes(gzip.decompress(raw)) == produced.diff_id
     gunzip = subprocess.run(["gzip", "-dc"], input=raw, capture_output=True, check=True).stdout
     assert dd.digest_bytes(gunzip) == produced.diff_id
 
 
 def test_parallel_zstd_frames_read_as_one_stream(tmp_path: Path) -> None:
-    src = tmp_path / "src"
-    src.mkdir()
-    (src / "a").write_bytes(os.urandom(5 << 20) + b"a" * (6 << 20))
-    produced = produce_layer(tmp_path / "l.tar.zst", source_dir=src, compression="zstd", threads=2)
-    raw = (tmp_path / "l.tar.zst").read_bytes()
+    produced, raw = _produced_blocks(tmp_path, "zstd", os.urandom(5 << 20) + b"a" * (6 << 20))
     frames, rest = [], raw
     while rest:  # each frame is complete on its own and declares its size
         frames.append(zstandard.frame_content_size(rest))

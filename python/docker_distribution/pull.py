@@ -575,10 +575,7 @@ class _LayerDescriptor:
                         with open(w.data_path, "rb") as f:
                             while chunk := f.read(_CHUNK):
                                 ctx.check()
-                                pending.feed(chunk)
-                                if ingest is not None:
-                                    ingest.write(chunk)
-                                progress.add(len(chunk))
+                                _feed(chunk, pending, progress, ingest)
                 finally:
                     stop.set()
         finally:
@@ -644,10 +641,7 @@ class _LayerDescriptor:
                         skip = 0
                     if end is not None:
                         chunk = chunk[: end - pending.fed]  # a server ignoring the range sends on
-                    pending.feed(chunk)
-                    if ingest is not None:
-                        ingest.write(chunk)
-                    progress.add(len(chunk))
+                    _feed(chunk, pending, progress, ingest)
                     if end is not None and pending.fed >= end:
                         break
                 offset = pending.fed
@@ -659,6 +653,14 @@ class _LayerDescriptor:
             if limit and offset < limit:
                 raise TransportError("GET", str(self.desc.digest), "unexpected EOF")
         progress.finish()
+
+
+def _feed(chunk: bytes, pending: PendingLayer, progress: ProgressReader, ingest: ContentWriter | None) -> None:
+    """Blob bytes in order: to the layer being applied, to the resumable ingest, to the bar."""
+    pending.feed(chunk)
+    if ingest is not None:
+        ingest.write(chunk)
+    progress.add(len(chunk))
 
 
 class _Broadcast:

@@ -233,12 +233,17 @@ struct TrackedReader {
 impl Read for TrackedReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.pos += n as u64;
-        let mut t = self.track.borrow_mut();
-        if t.recording && !t.in_content {
-            t.raw.extend_from_slice(&buf[..n]);
-        }
+        track_read(&self.track, &mut self.pos, &buf[..n]);
         Ok(n)
+    }
+}
+
+/// Count bytes the parser took, and keep them for the split record unless they are file content.
+fn track_read(track: &RefCell<Track>, pos: &mut u64, bytes: &[u8]) {
+    *pos += bytes.len() as u64;
+    let mut t = track.borrow_mut();
+    if t.recording && !t.in_content {
+        t.raw.extend_from_slice(bytes);
     }
 }
 
@@ -246,28 +251,19 @@ impl Read for TrackedReader {
 /// entry's padding this way instead of zeroing a 32 KiB buffer per entry to read it into.
 impl io::Seek for TrackedReader {
     fn seek(&mut self, pos: io::SeekFrom) -> io::Result<u64> {
-        let io::SeekFrom::Current(delta) = pos else {
-            return Err(io::Error::new(io::ErrorKind::Unsupported, "a layer stream only seeks forward"));
+        let mut left = match pos {
+            io::SeekFrom::Current(delta) if delta >= 0 => delta as u64,
+            _ => return Err(io::Error::new(io::ErrorKind::Unsupported, "a layer stream only seeks forward")),
         };
-        let mut left = u64::try_from(delta).map_err(|_| io::Error::new(io::ErrorKind::Unsupported, "a layer stream only seeks forward"))?;
-        let mut scratch = std::mem::take(&mut self.scratch);
         while left > 0 {
-            let want = (scratch.len() as u64).min(left) as usize;
-            let n = match self.read(&mut scratch[..want]) {
-                Ok(0) => {
-                    self.scratch = scratch;
-                    return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "unexpected end of the tar stream"));
-                }
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    self.scratch = scratch;
-                    return Err(e);
-                }
-            };
+            let want = (self.scratch.len() as u64).min(left) as usize;
+            let n = self.inner.read(&mut self.scratch[..want])?;
+            if n == 0 {
+                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "unexpected end of the tar stream"));
+            }
+            track_read(&self.track, &mut self.pos, &self.scratch[..n]);
             left -= n as u64;
         }
-        self.scratch = scratch;
         Ok(self.pos)
     }
 }

@@ -1,8 +1,8 @@
 //! Producing a layer for push: a tar (from a directory, deterministically, or an existing tar
 //! stream), compressed on the fly, with its digest, size and diffID computed in the same pass.
 //!
-//! The tar is cut into blocks compressed in parallel, each a complete gzip member (1 MiB,
-//! libdeflate) or zstd frame (4 MiB, libzstd). A multi-member gzip file is plain gzip to every
+//! The tar is cut into blocks compressed in parallel, each a complete gzip member (1 MiB; ISA-L
+//! at level 1, libdeflate at other levels) or zstd frame (4 MiB, libzstd). A multi-member gzip file is plain gzip to every
 //! reader (Go's, zlib's, Python's), and a zstd stream is by definition a sequence of frames
 //! (RFC 8878 §3); the blocks are written in order as they finish. Output goes to any `Write`,
 //! e.g. a file or a pipe an uploader reads from; nothing is held whole in memory.
@@ -308,22 +308,15 @@ impl BlockCompressor {
 }
 
 fn parallel_blocks<W: Write>(source: Source, codec: BlockCodec, threads: usize, out: &mut W) -> Result<(Digest, u64)> {
-    BlockCompressor::new(codec)?;
+    let compressors = (0..threads).map(|_| BlockCompressor::new(codec)).collect::<Result<Vec<_>>>()?;
     let (block_tx, block_rx) = sync_channel::<(u64, Vec<u8>)>(threads * 2);
     let block_rx = Arc::new(Mutex::new(block_rx));
     let (done_tx, done_rx) = channel::<Result<(u64, Vec<u8>)>>();
     let mut workers = Vec::new();
-    for _ in 0..threads {
+    for mut comp in compressors {
         let rx = block_rx.clone();
         let tx = done_tx.clone();
         workers.push(thread::Builder::new().name("dd-compress".into()).spawn(move || {
-            let mut comp = match BlockCompressor::new(codec) {
-                Ok(c) => c,
-                Err(e) => {
-                    let _ = tx.send(Err(e));
-                    return;
-                }
-            };
             loop {
                 let next = rx.lock().expect("block queue").recv();
                 let Ok((i, block)) = next else { break };
