@@ -88,6 +88,27 @@ def test_content_writer_resumes_and_is_exclusive(tmp_path: Path) -> None:
     assert w2.commit(len(data), dd.digest_bytes(data)) == dd.digest_bytes(data)
 
 
+def test_content_writer_large_blob_truncate_and_resumption_only(tmp_path: Path) -> None:
+    """A blob past the write-back step (the native file hands pages to the disk while it grows)
+    commits intact; truncate rewinds the digest; a resumption-only ingest cannot be digested."""
+    s = Store(tmp_path)
+    data = os.urandom(40 << 20)
+    with s.content.writer(ref="big") as w:
+        w.write(b"junk")
+        w.truncate(0)
+        for i in range(0, len(data), 1 << 20):
+            w.write(data[i:i + (1 << 20)])
+        assert w.digest() == dd.digest_bytes(data)
+        assert w.commit(len(data), dd.digest_bytes(data)) == dd.digest_bytes(data)
+    assert s.content.read(dd.digest_bytes(data)) == data
+    with s.content.writer(ref="keep-only", hashing=False) as w:
+        w.write(b"abc")
+        with pytest.raises(E.FailedPreconditionError):
+            w.digest()
+        with pytest.raises(E.FailedPreconditionError):
+            w.commit(3, None)
+
+
 def test_content_labels_update_and_walk_and_delete(tmp_path: Path) -> None:
     s = Store(tmp_path)
     digests = []
@@ -121,7 +142,7 @@ chunk = bytes(range(256)) * 4096  # 1 MiB, deterministic
 print("ready", flush=True)
 for i in range(200):
     w.write(chunk)
-    w._file.flush()
+    w.flush()
     time.sleep(0.01)
 """
 

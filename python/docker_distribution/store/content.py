@@ -7,8 +7,10 @@ Layout under the root::
     ingest/<sha256(ref)>/      an open or interrupted write: data, ref, total, expected, lock
 
 A writer opened again with the same ``ref`` resumes at the size already written (the data
-is re-hashed once). ``commit`` verifies size and digest, fsyncs, and renames into ``blobs/``:
-content is visible only once verified. The ingest ``lock`` is an ``flock``, so one process
+is re-hashed once). Writes go to a native ``BlobFile``, which hashes them on the way and, for
+content meant to be committed, writes pages back to the disk while the blob grows. ``commit``
+verifies size and digest, fsyncs, and renames into ``blobs/``: content is visible only once
+verified. The ingest ``lock`` is an ``flock``, so one process
 writes a ref at a time and a crashed writer's lock vanishes with it.
 """
 
@@ -26,7 +28,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ..descriptor import Descriptor
-from ..digest import Digest, Digester
+from .. import _native
+from ..digest import Digest
 from ..errors import (
     AlreadyExistsError,
     DigestMismatchError,
@@ -213,34 +216,24 @@ class ContentWriter:
         self._lock_fd: int | None = lock_fd
         self._meta = meta
         self._hashing = hashing
-        self._digester = Digester()
-        data = directory / "data"
-        self._file = open(data, "ab")
-        self._size = self._file.tell()
-        if self._file.tell() and hashing:
-            # resume: hash what an earlier (perhaps killed) writer left, natively, in large reads
-            with open(data, "rb") as f:
-                while chunk := f.read(_READ_CHUNK * 8):
-                    self._digester.update(chunk)
+        # native: appends, hashes (a resumed file's existing bytes once, here), and — for a blob
+        # that will be committed — writes pages back to the disk as it grows, so commit's fsync is short
+        self._file = _native.BlobFile(str(directory / "data"), hashing=hashing, writeback=hashing)
 
     @property
     def offset(self) -> int:
-        return self._size
+        return self._file.size
 
     @property
     def data_path(self) -> Path:
         return self._dir / "data"
 
     def write(self, data: bytes) -> int:
-        self._file.write(data)
-        if self._hashing:
-            self._digester.update(data)
-        self._size += len(data)
-        return len(data)
+        return self._file.write(data)
 
     def flush(self) -> None:
-        """Hand what was written to the file (for readers of ``data_path``); no fsync."""
-        self._file.flush()
+        """Make what was written visible to readers of ``data_path`` (already so: writes are
+        unbuffered); no fsync."""
 
     def write_from(self, f: BinaryIO) -> int:
         """Copy a whole readable file in large chunks."""
@@ -251,31 +244,25 @@ class ContentWriter:
 
     def digest(self) -> Digest:
         """The digest of what was written so far (without ending the ingest)."""
-        return self._digester.peek()
+        peek = self._file.peek()
+        if peek is None:
+            raise FailedPreconditionError(f"ingest {self.ref} was opened for resumption only")
+        return Digest.parse(peek)
 
     def truncate(self, size: int = 0) -> None:
-        self._file.flush()
         self._file.truncate(size)
-        self._file.seek(size)
-        self._size = size
-        self._digester = Digester()
-        if size:
-            with open(self._dir / "data", "rb") as f:
-                while chunk := f.read(_READ_CHUNK):
-                    self._digester.update(chunk)
 
     def commit(self, size: int, expected: Digest | None, labels: Mapping[str, str] | None = None) -> Digest:
         """Verify and publish: temp data → fsync → rename into ``blobs/``; the ingest is removed."""
         if not self._hashing:
             raise FailedPreconditionError(f"ingest {self.ref} was opened for resumption only")
-        self._file.flush()
-        os.fsync(self._file.fileno())
         written = self.offset
         if size > 0 and size != written:
             raise FailedPreconditionError(f"unexpected commit size {written}, expected {size}")
-        actual = self._digester.peek()
+        actual = self.digest()
         if expected is not None and actual != expected:
             raise DigestMismatchError(str(expected), str(actual))
+        self._file.sync()
         target = self.store.blob_path(actual)
         target.parent.mkdir(parents=True, exist_ok=True)
         if labels:
@@ -294,8 +281,7 @@ class ContentWriter:
 
     def close(self) -> None:
         """Stop writing but keep the ingest, so a later writer with the same ref resumes it."""
-        if not self._file.closed:
-            self._file.close()
+        self._file.close()
         self._release()
 
     def _finish(self) -> None:

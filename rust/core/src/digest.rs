@@ -173,18 +173,23 @@ impl Digester {
         self.clone().finalize()
     }
 
-    /// Hash everything `reader` yields; returns the digest and the byte count.
-    pub fn digest_reader<R: Read>(algorithm: Algorithm, mut reader: R) -> Result<(Digest, u64)> {
-        let mut d = Digester::new(algorithm);
+    /// Hash everything `reader` yields, in large reads.
+    pub fn update_from<R: Read>(&mut self, mut reader: R) -> Result<()> {
         let mut buf = vec![0u8; READ_BUFFER];
         loop {
             match reader.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => d.update(&buf[..n]),
+                Ok(0) => return Ok(()),
+                Ok(n) => self.update(&buf[..n]),
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e.into()),
             }
         }
+    }
+
+    /// Hash everything `reader` yields; returns the digest and the byte count.
+    pub fn digest_reader<R: Read>(algorithm: Algorithm, reader: R) -> Result<(Digest, u64)> {
+        let mut d = Digester::new(algorithm);
+        d.update_from(reader)?;
         let size = d.written();
         Ok((d.finalize(), size))
     }

@@ -7,7 +7,7 @@ use pyo3::prelude::*;
 use crate::errors::NativeResult;
 
 /// Below this many bytes, releasing and re-taking the GIL costs more than hashing.
-const DETACH_THRESHOLD: usize = 64 * 1024;
+pub(crate) const DETACH_THRESHOLD: usize = 64 * 1024;
 
 fn algorithm(name: &str) -> NativeResult<Algorithm> {
     Ok(name.parse::<Algorithm>()?)
