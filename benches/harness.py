@@ -67,7 +67,9 @@ def table(title: str, rows: Sequence[tuple[Case, Case | None]]) -> str:
 
 
 def machine() -> str:
-    return f"{platform.node()} · {os.cpu_count()} CPUs · Python {platform.python_version()} · {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
+    where = "writes to a fresh journaled ext4 (loop)" if os.environ.get("BENCH_SCRATCH") else "writes to benches/.cache"
+    return (f"{platform.node()} · {os.cpu_count()} CPUs · Python {platform.python_version()} · {where} · "
+            f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
 
 
 def write_result(name: str, markdown: str) -> Path:

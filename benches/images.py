@@ -20,6 +20,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 CACHE = Path(__file__).resolve().parent / ".cache"
+#: where runs write: the journaled scratch filesystem `benches/run` mounts, else the cache itself
+SCRATCH = Path(os.environ.get("BENCH_SCRATCH") or CACHE)
 MTIME = 1_700_000_000
 MB = 1_000_000
 

@@ -12,10 +12,12 @@ from harness import run_child
 
 
 class Daemons:
-    """containerd + dockerd (overlay2) under ``root``; ``docker(...)`` and ``ctr(...)`` talk to them."""
+    """containerd + dockerd (overlay2): sockets and state under ``root``, content and layers under
+    ``data`` (default: ``root``); ``docker(...)`` and ``ctr(...)`` talk to them."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, data: Path | None = None) -> None:
         self.root = root
+        self.data = data or root
         self.procs: list[subprocess.Popen[bytes]] = []
         self.available = bool(shutil.which("dockerd") and shutil.which("containerd") and shutil.which("ctr"))
         self.why = "" if self.available else "dockerd/containerd are not installed"
@@ -31,15 +33,16 @@ class Daemons:
     def start(self) -> Daemons:
         if not self.available:
             return self
-        shutil.rmtree(self.root, ignore_errors=True)
-        self.root.mkdir(parents=True)
+        for d in (self.root, self.data):
+            shutil.rmtree(d, ignore_errors=True)
+            d.mkdir(parents=True, exist_ok=True)
         log = open(self.root / "daemons.log", "ab")
         self.procs.append(subprocess.Popen(
-            ["containerd", "--root", str(self.root / "ctd-root"), "--state", str(self.root / "ctd-state"),
+            ["containerd", "--root", str(self.data / "ctd-root"), "--state", str(self.root / "ctd-state"),
              "--address", self.ctd_sock], stdout=log, stderr=log))
         self._wait(lambda: subprocess.run(["ctr", "--address", self.ctd_sock, "version"], capture_output=True).returncode == 0)
         self.procs.append(subprocess.Popen(
-            ["dockerd", "--data-root", str(self.root / "docker"), "--exec-root", str(self.root / "exec"),
+            ["dockerd", "--data-root", str(self.data / "docker"), "--exec-root", str(self.root / "exec"),
              "--pidfile", str(self.root / "docker.pid"), "-H", self.docker_sock, "--iptables=false",
              "--ip6tables=false", "--bridge=none", "--containerd", self.ctd_sock, "--storage-driver", "overlay2"],
             stdout=log, stderr=log))
@@ -73,5 +76,6 @@ class Daemons:
             except subprocess.TimeoutExpired:
                 p.kill()
         self.procs.clear()
-        subprocess.run(["umount", "-R", str(self.root)], capture_output=True)
-        shutil.rmtree(self.root, ignore_errors=True)
+        for d in (self.root, self.data):
+            subprocess.run(["umount", "-R", str(d)], capture_output=True)
+            shutil.rmtree(d, ignore_errors=True)
