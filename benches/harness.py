@@ -67,7 +67,7 @@ def table(title: str, rows: Sequence[tuple[Case, Case | None]]) -> str:
 
 
 def machine() -> str:
-    where = "writes to a fresh journaled ext4 (loop)" if os.environ.get("BENCH_SCRATCH") else "writes to benches/.cache"
+    where = "writes to a fresh journaled ext4 (loop, direct I/O)" if os.environ.get("BENCH_SCRATCH") else "writes to benches/.cache"
     return (f"{platform.node()} · {os.cpu_count()} CPUs · Python {platform.python_version()} · {where} · "
             f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
 
