@@ -79,19 +79,20 @@ def measure(scenarios: list[tuple[str, Callable[[], object], list[Path]]], runs:
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 
+def _commands(cmd: str, paths: list[Path]) -> list[str]:
+    return [cmd.format(src=p, dst=WORK / f"d{i}", out=WORK / f"o{i}") for i, p in enumerate(paths)]
+
+
 def each(cmd: str, paths: list[Path]) -> Callable[[], None]:
     def run() -> None:
-        for i, p in enumerate(paths):
-            sh(cmd.format(src=p, dst=WORK / f"d{i}", out=WORK / f"o{i}"))
+        for c in _commands(cmd, paths):
+            sh(c)
     return run
 
 
 def at_once(cmd: str, paths: list[Path]) -> Callable[[], None]:
     """``cmd`` for every path, all started together (a shell waits for them)."""
-    def run() -> None:
-        sh(" & ".join(f"({cmd.format(src=p, dst=WORK / f'd{i}', out=WORK / f'o{i}')})" for i, p in enumerate(paths))
-           + " & wait")
-    return run
+    return lambda: sh(" & ".join(f"({c})" for c in _commands(cmd, paths)) + " & wait")
 
 
 def peak_rss_kib(code: str) -> int:
@@ -124,11 +125,14 @@ def main() -> None:
     m("tar -xzf (GNU tar + gzip)", each("mkdir {dst} && tar -xzf {src} -C {dst}", gz), gz)
     m("tar -xzf, the 3 layers at once", at_once("mkdir {dst} && tar -xzf {src} -C {dst}", gz), gz)
 
+    def apply_diff(i: int, p: Path) -> None:
+        apply_layer(p, WORK / f"d{i}", mode="diff", split=WORK / f"s{i}")
+
     def ours_apply(paths: list[Path], mode: str) -> Callable[[], None]:
         def run() -> None:
             for i, p in enumerate(paths):
                 if mode == "diff":
-                    apply_layer(p, WORK / f"d{i}", mode="diff", split=WORK / f"s{i}")
+                    apply_diff(i, p)
                 else:
                     apply_layer(p, WORK / "rootfs")
         return run
@@ -139,8 +143,7 @@ def main() -> None:
 
         def run() -> None:
             with ThreadPoolExecutor(len(paths)) as pool:
-                list(pool.map(lambda ip: apply_layer(ip[1], WORK / f"d{ip[0]}", mode="diff", split=WORK / f"s{ip[0]}"),
-                              enumerate(paths)))
+                list(pool.map(apply_diff, range(len(paths)), paths))
         return run
 
     m("ours: apply gzip layers (diff + tar-split)", ours_apply(gz, "diff"), gz)

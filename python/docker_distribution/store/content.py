@@ -215,7 +215,6 @@ class ContentWriter:
         self._dir = directory
         self._lock_fd: int | None = lock_fd
         self._meta = meta
-        self._hashing = hashing
         # native: appends, hashes (a resumed file's existing bytes once, here), and — for a blob
         # that will be committed — writes pages back to the disk as it grows, so commit's fsync is short
         self._file = _native.BlobFile(str(directory / "data"), hashing=hashing, writeback=hashing)
@@ -254,12 +253,10 @@ class ContentWriter:
 
     def commit(self, size: int, expected: Digest | None, labels: Mapping[str, str] | None = None) -> Digest:
         """Verify and publish: temp data → fsync → rename into ``blobs/``; the ingest is removed."""
-        if not self._hashing:
-            raise FailedPreconditionError(f"ingest {self.ref} was opened for resumption only")
+        actual = self.digest()  # raises for an ingest kept for resumption only
         written = self.offset
         if size > 0 and size != written:
             raise FailedPreconditionError(f"unexpected commit size {written}, expected {size}")
-        actual = self.digest()
         if expected is not None and actual != expected:
             raise DigestMismatchError(str(expected), str(actual))
         self._file.sync()

@@ -2,10 +2,9 @@
 use std::path::PathBuf;
 
 use dd_core::blobfile::BlobFile;
-use dd_core::Algorithm;
 use pyo3::prelude::*;
 
-use crate::digest::DETACH_THRESHOLD;
+use crate::digest::{self, DETACH_THRESHOLD};
 use crate::errors::NativeResult;
 
 #[pyclass(module = "docker_distribution._native", name = "BlobFile")]
@@ -20,7 +19,7 @@ impl PyBlobFile {
     #[new]
     #[pyo3(signature = (path, /, *, hashing = true, writeback = false, algorithm = "sha256"))]
     fn new(py: Python<'_>, path: PathBuf, hashing: bool, writeback: bool, algorithm: &str) -> NativeResult<Self> {
-        let alg = if hashing { Some(algorithm.parse::<Algorithm>()?) } else { None };
+        let alg = if hashing { Some(digest::algorithm(algorithm)?) } else { None };
         let inner = py.detach(|| BlobFile::open(&path, alg, writeback))?;
         Ok(PyBlobFile { inner })
     }

@@ -9,7 +9,7 @@ use crate::errors::NativeResult;
 /// Below this many bytes, releasing and re-taking the GIL costs more than hashing.
 pub(crate) const DETACH_THRESHOLD: usize = 64 * 1024;
 
-fn algorithm(name: &str) -> NativeResult<Algorithm> {
+pub(crate) fn algorithm(name: &str) -> NativeResult<Algorithm> {
     Ok(name.parse::<Algorithm>()?)
 }
 
