@@ -495,7 +495,9 @@ def _report(runs: Runs, sizes: dict[str, int], py_why: str, daemons_why: str, ta
               "earlier scenarios left in Python's heap); the difference is what the run itself took. Peers are "
               "sampled as their own process trees; dockerd and containerd add their daemons' peaks. CPU is "
               "user + system time of the same set. The throttled link is a proxy thread inside the benchmark's "
-              "process, so its CPU counts against ours and not against the peers.")
+              "process, so its CPU counts against ours and not against the peers. python-dxf and oras-py run in "
+              "a process of their own and time their fetch themselves, after Python has started and imported "
+              "them (about 0.3 s here), as ours runs with its imports long done.")
     text = "\n".join(md)
     print(text)
     print(f"written to {write_result('registry', text)}  ({machine()})")

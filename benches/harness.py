@@ -93,6 +93,15 @@ class Usage:
     base_mib: float = 0.0
 
 
+@dataclass(frozen=True)
+class Reported:
+    """A child's own timing of its work (without its start-up), returned by a run in place of
+    the time around it: wall seconds, and CPU seconds that replace the child's total."""
+
+    wall: float
+    cpu: float
+
+
 class Meter:
     """Measures a run of this process (ours, in-process), of the child processes it starts
     (peers, through :func:`run_child`) and of the daemons whose pids are given.
@@ -130,13 +139,16 @@ class Meter:
         r0 = resource.getrusage(resource.RUSAGE_SELF)
         t0 = time.perf_counter()
         try:
-            run()
+            out = run()
         finally:
             wall = time.perf_counter() - t0
             stop.set()
             sampler.join()
         r1 = resource.getrusage(resource.RUSAGE_SELF)
         cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+        if isinstance(out, Reported):  # the child timed its work itself (see pypeers)
+            wall = out.wall
+            Meter.children_cpu = out.cpu
         cpu += Meter.children_cpu + sum(_cpu_seconds(p) for p in pids) - daemon_cpu
         in_process = children_peak == 0  # ours ran in this process
         own = _peak_kib(os.getpid()) if in_process else 0
