@@ -109,6 +109,38 @@ def test_content_writer_large_blob_truncate_and_resumption_only(tmp_path: Path) 
             w.commit(3, None)
 
 
+@pytest.mark.parametrize("durable", [True, False])
+def test_content_commit_fsyncs_only_in_a_durable_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       durable: bool) -> None:
+    """The default store fsyncs each committed blob and its directory; ``durable_blobs=False``
+    does neither, and still verifies before anything is visible."""
+    from docker_distribution.store import content as content_module
+
+    synced: list[str] = []
+    monkeypatch.setattr(content_module, "fsync_dir", lambda d: synced.append(f"dir {d.name}"))
+    s = Store(tmp_path, durable_blobs=durable)
+    data = os.urandom(20 << 20)
+    w = s.content.writer(ref="x")
+    native = w._file
+
+    class Spy:
+        def __getattr__(self, name: str) -> object:
+            return getattr(native, name)
+
+        def sync(self) -> None:
+            synced.append("file")
+            native.sync()
+
+    w._file = Spy()  # type: ignore[assignment]
+    w.write(data)
+    with pytest.raises(dd.DigestMismatchError):
+        w.commit(len(data), dd.digest_bytes(b"other"))
+    assert not s.content.exists(dd.digest_bytes(data)) and synced == []
+    assert w.commit(len(data), dd.digest_bytes(data)) == dd.digest_bytes(data)
+    assert s.content.read(dd.digest_bytes(data)) == data
+    assert synced == (["file", "dir sha256"] if durable else [])
+
+
 def test_content_labels_update_and_walk_and_delete(tmp_path: Path) -> None:
     s = Store(tmp_path)
     digests = []

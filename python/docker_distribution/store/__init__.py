@@ -59,10 +59,11 @@ class PruneReport:
 
 
 class Store:
-    def __init__(self, root: os.PathLike[str] | str | None = None, *, limits: Limits = Limits()) -> None:
+    def __init__(self, root: os.PathLike[str] | str | None = None, *, limits: Limits = Limits(),
+                 durable_blobs: bool = True) -> None:
         self.root = Path(root) if root is not None else default_root()
         self.root.mkdir(parents=True, exist_ok=True)
-        self.content = ContentStore(self.root / "content")
+        self.content = ContentStore(self.root / "content", durable=durable_blobs)
         self.images = ImageStore(self.root / "image")
         self.layers = LayerStore(self.root / "layers", limits=limits)
         self.references = ReferenceStore(self.root / "repositories.json")

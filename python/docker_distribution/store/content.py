@@ -12,6 +12,11 @@ content meant to be committed, writes pages back to the disk while the blob grow
 verifies size and digest, fsyncs, and renames into ``blobs/``: content is visible only once
 verified. The ingest ``lock`` is an ``flock``, so one process
 writes a ref at a time and a crashed writer's lock vanishes with it.
+
+``ContentStore(root, durable=False)`` skips the write-back and the fsyncs (which containerd's
+store and skopeo's OCI layouts do, and python-dxf and oras-py do not): for a cache or a CI runner
+that can fetch again. A committed blob is still verified before it is visible, so a process crash loses
+nothing; a power cut can leave a committed blob short of its bytes.
 """
 
 from __future__ import annotations
@@ -64,8 +69,10 @@ class Status:
 
 
 class ContentStore:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, durable: bool = True) -> None:
         self.root = root
+        #: commits fsync the blob (and its directory) before it is visible; see the module docstring
+        self.durable = durable
         for d in ("blobs", "labels", "ingest"):
             (root / d).mkdir(parents=True, exist_ok=True)
 
@@ -216,8 +223,9 @@ class ContentWriter:
         self._lock_fd: int | None = lock_fd
         self._meta = meta
         # native: appends, hashes (a resumed file's existing bytes once, here), and — for a blob
-        # that will be committed — writes pages back to the disk as it grows, so commit's fsync is short
-        self._file = _native.BlobFile(str(directory / "data"), hashing=hashing, writeback=hashing)
+        # that will be committed durably — writes pages back to the disk as it grows, so commit's
+        # fsync is short
+        self._file = _native.BlobFile(str(directory / "data"), hashing=hashing, writeback=hashing and store.durable)
 
     @property
     def offset(self) -> int:
@@ -252,14 +260,16 @@ class ContentWriter:
         self._file.truncate(size)
 
     def commit(self, size: int, expected: Digest | None, labels: Mapping[str, str] | None = None) -> Digest:
-        """Verify and publish: temp data → fsync → rename into ``blobs/``; the ingest is removed."""
+        """Verify and publish: temp data → fsync (a durable store) → rename into ``blobs/``; the
+        ingest is removed."""
         actual = self.digest()  # raises for an ingest kept for resumption only
         written = self.offset
         if size > 0 and size != written:
             raise FailedPreconditionError(f"unexpected commit size {written}, expected {size}")
         if expected is not None and actual != expected:
             raise DigestMismatchError(str(expected), str(actual))
-        self._file.sync()
+        if self.store.durable:
+            self._file.sync()
         target = self.store.blob_path(actual)
         target.parent.mkdir(parents=True, exist_ok=True)
         if labels:
@@ -268,7 +278,8 @@ class ContentWriter:
             self._finish()
             raise AlreadyExistsError(f"content {actual}: already exists")
         os.replace(self._dir / "data", target)
-        fsync_dir(target.parent)
+        if self.store.durable:
+            fsync_dir(target.parent)
         self._finish()
         return actual
 
