@@ -264,6 +264,64 @@ def test_tls_is_verified_by_default(tls_registry: Registry, repo_name: str) -> N
     assert info.value.transport_ok is False
 
 
+@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")  # the insecure endpoint, on purpose
+def test_tls_trust_store_is_loaded_once_not_per_connection(tls_registry: Registry, ca: CertificateAuthority,
+                                                          repo_name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every new TLS connection used to load the CA bundle (or, for an insecure endpoint, the
+    system roots it never checks) into a context of its own, ~50 ms each; now one context per
+    trust setting serves them all — and still verifies."""
+    import ssl
+
+    loads: list[str] = []
+    for name in ("load_verify_locations", "load_default_certs", "set_default_verify_paths"):
+        real = getattr(ssl.SSLContext, name)
+
+        def counting(self: ssl.SSLContext, *args: object, _real: object = real, _name: str = name,
+                     **kwargs: object) -> object:
+            loads.append(_name)
+            return _real(self, *args, **kwargs)  # type: ignore[operator]
+
+        monkeypatch.setattr(ssl.SSLContext, name, counting)
+    auth = AuthConfig(username="alice", password=BASIC_USERS["alice"])
+    for _ in range(4):  # a new Transport each time: new pools, new connections
+        repo = connect(_ref(tls_registry.host, repo_name), _tls_endpoint(tls_registry, ca), auth_config=auth)
+        with pytest.raises(E.DistributionError):  # nothing pushed: the registry's own answer, over TLS
+            repo.tags()
+    assert len(loads) <= 1, loads
+    loads.clear()
+    insecure = APIEndpoint(url=tls_registry.url, tls=TLSConfig(verify=False))
+    for _ in range(3):
+        with pytest.raises(E.DistributionError):
+            connect(_ref(tls_registry.host, repo_name), insecure, auth_config=auth).tags()
+    assert loads == []
+    with pytest.raises(E.FallbackError, match="certificate verify failed"):  # the default roots still decide
+        connect(_ref(tls_registry.host, repo_name), APIEndpoint(url=tls_registry.url), auth_config=auth)
+
+
+def test_tls_context_is_shared_per_trust_setting_and_renewed_with_its_files(ca: CertificateAuthority,
+                                                                           tmp_path: Path) -> None:
+    import shutil
+    import ssl
+
+    from docker_distribution.registry.tls import tls_context
+
+    bundle = tmp_path / "ca.pem"
+    shutil.copy(ca.cert_path, bundle)
+    client = ca.issue("client-for-tls-context", server=False)
+    ctx = tls_context(str(bundle), (str(client.cert_path), str(client.key_path)))
+    assert ctx.verify_mode == ssl.CERT_REQUIRED and ctx.check_hostname
+    assert ctx.cert_store_stats()["x509_ca"] == 1  # exactly the bundle, nothing else
+    assert tls_context(str(bundle), (str(client.cert_path), str(client.key_path))) is ctx
+    assert tls_context(str(bundle)) is not ctx  # no client certificate: another setting
+    insecure = tls_context(False)
+    assert insecure.verify_mode == ssl.CERT_NONE and not insecure.check_hostname
+    assert insecure.cert_store_stats()["x509"] == 0
+    os.utime(bundle, ns=(0, 0))  # a rewritten certs.d bundle is read again
+    assert tls_context(str(bundle), (str(client.cert_path), str(client.key_path))) is not ctx
+    with pytest.raises(OSError, match="Could not find a suitable TLS CA certificate bundle"):
+        tls_context(str(tmp_path / "missing.pem"))
+
+
 def test_bearer_tokens_carry_pull_or_push_pull_scope(token_registry: TokenBed, repo_name: str) -> None:
     reg, issuer = token_registry.registry, token_registry.issuer
     alice = AuthConfig(username="alice", password="alice-token-pw")

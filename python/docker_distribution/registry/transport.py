@@ -1,7 +1,8 @@
 """HTTP transport to one registry endpoint: sessions, headers, auth, redirects, retries, errors.
 
 * One pooled ``requests.Session`` per :class:`Transport`; User-Agent plus the caller's
-  meta headers on every request; connect and read timeouts.
+  meta headers on every request; connect and read timeouts. Its TLS connections share one
+  context per trust setting (:mod:`.tls`).
 * Redirects are followed here (at most 10, moby's limit) so that ``Authorization`` is only
   ever computed for the endpoint that was pinged: a redirect to blob storage or a CDN, or
   to any other host, gets none. ``Accept`` and ``Range`` are carried over, as moby does.
@@ -42,6 +43,7 @@ from ..errors import (
 )
 from .auth import Authorizer, ChallengeManager, parse_challenges
 from .service import APIEndpoint
+from .tls import TLSAdapter
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -153,7 +155,10 @@ class Transport:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.endpoint = endpoint
-        self.session = session or requests.Session()
+        if session is None:
+            session = requests.Session()
+            session.mount("https://", TLSAdapter())  # one TLS context per trust setting, not per connection
+        self.session = session
         self.session.trust_env = True  # proxies from the environment, as moby
         self.headers: dict[str, str] = {"User-Agent": user_agent(user_agent_suffix)}
         for k, values in (meta_headers or {}).items():
