@@ -303,7 +303,7 @@ struct Applier {
     root: Root,
     rootfs: bool,
     as_root: bool,
-    /// absolute paths this layer created (whiteouts only hide lower layers' content)
+    /// paths (relative to the root) this layer created (whiteouts only hide lower layers' content)
     created: HashSet<PathBuf>,
     dirs: Vec<Dir>,
     split: Option<SplitWriter>,
@@ -410,7 +410,7 @@ impl Applier {
         let gid = header.gid().unwrap_or(0) as u32;
         let is_dir = kind == EntryType::Directory;
         // a diff target starts empty: only what this layer created can be in the way
-        if self.rootfs || self.created.contains(&abs) {
+        if self.rootfs || self.created.contains(&rel) {
             self.clear(&abs, is_dir)?;
         }
         match kind {
@@ -488,7 +488,7 @@ impl Applier {
             }
         }
         self.xattrs(entry, &abs);
-        self.created.insert(abs);
+        self.created.insert(rel);
         Ok(())
     }
 
@@ -542,9 +542,9 @@ impl Applier {
             self.ensure_dir(&dir_rel)?;
             let dir = self.root.path().join(&dir_rel);
             for child in fs::read_dir(&dir)? {
-                let child = child?.path();
-                if !self.created.contains(&child) {
-                    remove_any(&child)?;
+                let child = child?;
+                if !self.created.contains(&dir_rel.join(child.file_name())) {
+                    remove_any(&child.path())?;
                 }
             }
             self.root.invalidate();
@@ -557,9 +557,8 @@ impl Applier {
         let mut hidden = comps.to_vec();
         *hidden.last_mut().expect("non-empty") = std::ffi::OsStr::from_bytes(target).to_os_string();
         let rel = self.root.resolve(&hidden, name)?;
-        let abs = self.root.path().join(rel);
-        if !self.created.contains(&abs) {
-            remove_any(&abs)?;
+        if !self.created.contains(&rel) {
+            remove_any(&self.root.path().join(rel))?;
             self.root.invalidate();
         }
         Ok(())

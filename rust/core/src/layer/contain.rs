@@ -83,6 +83,17 @@ impl Root {
     /// Returns the resolved relative path.
     pub fn resolve(&self, comps: &[OsString], display: &[u8]) -> Result<PathBuf> {
         let escape = || Error::PathEscape { path: String::from_utf8_lossy(display).into_owned() };
+        // most entries land in a directory already known to be real (every prefix of a known
+        // directory is known): the walk below would push each component unchanged
+        if let Some((last, parent)) = comps.split_last() {
+            if !parent.is_empty() && !last.is_empty() && last != "." && last != ".." && parent.iter().all(|c| !c.is_empty() && c != "." && c != "..") {
+                let mut rel: PathBuf = parent.iter().collect();
+                if self.known_dirs.contains(&rel) {
+                    rel.push(last);
+                    return Ok(rel);
+                }
+            }
+        }
         let mut pending: Vec<OsString> = comps.iter().rev().cloned().collect();
         let mut stack: Vec<OsString> = Vec::new();
         let mut links = 0usize;
