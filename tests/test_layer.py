@@ -196,6 +196,9 @@ def _hostile(tmp_path: Path) -> dict[str, bytes]:
         "traversal": gzip.compress(make_tar([("../escape", "file", b"x")])),
         "absolute": gzip.compress(make_tar([("/tmp/dd-escape", "file", b"x")])),
         "symlink escape then write": gzip.compress(make_tar([("up", "symlink", "../../.."), ("up/escape", "file", b"x")])),
+        # a directory known to be real is replaced by an escaping symlink: what was known is forgotten
+        "directory replaced by a symlink escape, then write": gzip.compress(make_tar([
+            ("d/", "dir", b""), ("d/f1", "file", b"x"), ("d", "symlink", "../../.."), ("d/escape", "file", b"x")])),
         "hardlink escape": gzip.compress(make_tar([("h", "hardlink", "../../../etc/passwd")])),
         "bomb": big,
         "truncated gzip": full[: len(full) // 2],
@@ -209,6 +212,7 @@ def _hostile(tmp_path: Path) -> dict[str, bytes]:
 
 EXPECTED = {
     "traversal": E.PathEscapeError, "absolute": E.PathEscapeError, "symlink escape then write": E.PathEscapeError,
+    "directory replaced by a symlink escape, then write": E.PathEscapeError,
     "hardlink escape": E.PathEscapeError, "bomb": E.LayerLimitError, "truncated gzip": E.CorruptLayerError,
     "truncated zstd": E.CorruptLayerError, "garbage after gzip": E.CorruptLayerError,
     "garbage after zstd": E.CorruptLayerError, "xz": E.UnsupportedCompressionError,
