@@ -264,7 +264,6 @@ def test_tls_is_verified_by_default(tls_registry: Registry, repo_name: str) -> N
     assert info.value.transport_ok is False
 
 
-@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")  # the insecure endpoint, on purpose
 def test_tls_trust_store_is_loaded_once_not_per_connection(tls_registry: Registry, ca: CertificateAuthority,
                                                           repo_name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every new TLS connection used to load the CA bundle (or, for an insecure endpoint, the
@@ -290,7 +289,7 @@ def test_tls_trust_store_is_loaded_once_not_per_connection(tls_registry: Registr
     assert len(loads) <= 1, loads
     loads.clear()
     insecure = APIEndpoint(url=tls_registry.url, tls=TLSConfig(verify=False))
-    for _ in range(3):
+    for _ in range(3):  # unverified on purpose: no InsecureRequestWarning (pytest makes any warning an error)
         with pytest.raises(E.DistributionError):
             connect(_ref(tls_registry.host, repo_name), insecure, auth_config=auth).tags()
     assert loads == []

@@ -9,24 +9,31 @@ connection of its own. :class:`TLSAdapter` hands urllib3 a context built once pe
 ``certs.d`` bundle is read again — with exactly what ``requests`` would have set: the same
 roots (``requests``' default bundle, or the endpoint's), the same client certificate, hostname
 checks on whenever the certificate is verified.
+
+An endpoint the user declared insecure is left unverified on purpose, and moby says nothing
+about it; :func:`quiet_insecure` silences urllib3's ``InsecureRequestWarning`` for that one
+host (a filter in the process's warnings, matching only that host's message).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import ssl
 import threading
+import warnings
 from typing import TYPE_CHECKING, Any
 
 import requests
 from requests.adapters import HTTPAdapter
 from requests.utils import DEFAULT_CA_BUNDLE_PATH
+from urllib3.exceptions import InsecureRequestWarning
 from urllib3.util.ssl_ import create_urllib3_context
 
 if TYPE_CHECKING:
     from requests.adapters import _HostParams, _PoolKwargs
 
-__all__ = ["TLSAdapter", "tls_context"]
+__all__ = ["TLSAdapter", "quiet_insecure", "tls_context"]
 
 _contexts: dict[tuple[object, ...], ssl.SSLContext] = {}
 _lock = threading.Lock()
@@ -88,3 +95,9 @@ class TLSAdapter(HTTPAdapter):
         super().cert_verify(conn, url, verify, cert)  # type: ignore[no-untyped-call]
         if url.lower().startswith("https"):
             conn.ca_certs = conn.ca_cert_dir = conn.cert_file = conn.key_file = None
+
+
+def quiet_insecure(hostname: str) -> None:
+    """No ``InsecureRequestWarning`` for ``hostname``, an endpoint declared insecure."""
+    warnings.filterwarnings("ignore", message=f"Unverified HTTPS request is being made to host '{re.escape(hostname)}'",
+                            category=InsecureRequestWarning)

@@ -43,7 +43,7 @@ from ..errors import (
 )
 from .auth import Authorizer, ChallengeManager, parse_challenges
 from .service import APIEndpoint
-from .tls import TLSAdapter
+from .tls import TLSAdapter, quiet_insecure
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -160,6 +160,9 @@ class Transport:
             session.mount("https://", TLSAdapter())  # one TLS context per trust setting, not per connection
         self.session = session
         self.session.trust_env = True  # proxies from the environment, as moby
+        host = urlsplit(endpoint.url).hostname
+        if endpoint.scheme == "https" and not endpoint.tls.verify and host:
+            quiet_insecure(host)  # unverified on purpose, as the user declared it insecure
         self.headers: dict[str, str] = {"User-Agent": user_agent(user_agent_suffix)}
         for k, values in (meta_headers or {}).items():
             self.headers[k] = ", ".join(values)
