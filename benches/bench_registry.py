@@ -41,6 +41,8 @@ from bed.registry import Registry  # noqa: E402
 WORK = SCRATCH / "rwork"
 LINK = 25_000_000  # bytes/s per connection of the throttled link (a WAN or CDN edge, per TCP stream)
 ANON = dd.Config(auth_config=AuthConfig())
+BLOBS_FSYNCED = "ours: blobs only, verified into the content store (3 at once)"
+BLOBS_NOT_FSYNCED = "ours: blobs only, not fsynced (durable_blobs=False)"
 
 
 def sh(cmd: str) -> None:
@@ -238,9 +240,9 @@ def main() -> None:
             timed(f"skopeo copy + umoci unpack (pull + unpack){name}", reset,
                   lambda ref=ref: sh(f"skopeo copy --quiet --src-tls-verify=false docker://{ref} oci:{dest}/layout:t && "  # type: ignore[misc]
                                      f"umoci unpack --image {dest}/layout:t {dest}/bundle > /dev/null"), moved)
-            timed(f"ours: blobs only, verified into the content store (3 at once){name}", reset,
+            timed(f"{BLOBS_FSYNCED}{name}", reset,
                   ours_blobs(r, layers), moved)
-            timed(f"ours: blobs only, not fsynced (durable_blobs=False){name}", reset,
+            timed(f"{BLOBS_NOT_FSYNCED}{name}", reset,
                   ours_blobs(r, layers, durable=False), moved)
             timed(f"skopeo copy docker:// oci: (blobs only){name}", reset,
                   lambda ref=ref: sh(f"skopeo copy --quiet --src-tls-verify=false docker://{ref} oci:{dest}/layout:t"),  # type: ignore[misc]
@@ -433,11 +435,9 @@ def _report(runs: Runs, sizes: dict[str, int], py_why: str, daemons_why: str, ta
               f"ours: pull + unpack to a rootfs{v}")
         # like for like: skopeo fsyncs each blob it writes, python-dxf and oras-py do not
         for peer, label, ours_row in (
-                ("skopeo copy docker:// oci: (blobs only)", "skopeo (both fsync)",
-                 "ours: blobs only, verified into the content store (3 at once)"),
-                ("python-dxf pull_blob (verified, 1 MiB chunks)", "python-dxf (neither fsyncs)",
-                 "ours: blobs only, not fsynced (durable_blobs=False)"),
-                ("oras-py download_blob", "oras-py (neither fsyncs)", "ours: blobs only, not fsynced (durable_blobs=False)")):
+                ("skopeo copy docker:// oci: (blobs only)", "skopeo (both fsync)", BLOBS_FSYNCED),
+                ("python-dxf pull_blob (verified, 1 MiB chunks)", "python-dxf (neither fsyncs)", BLOBS_NOT_FSYNCED),
+                ("oras-py download_blob", "oras-py (neither fsyncs)", BLOBS_NOT_FSYNCED)):
             ratio(f"blobs-only fetch{v}: {label} ÷ ours", f"{peer}{v}", f"{ours_row}{v}")
     ratio("gzip push: skopeo ÷ ours", "skopeo copy oci:(raw tars) docker:// (pgzip on the fly)", "ours: push gzip (compress on the fly)")
     ratio("gzip push: dockerd ÷ ours", "docker push (dockerd, Go gzip on the fly)", "ours: push gzip (compress on the fly)")
@@ -481,13 +481,13 @@ def _report(runs: Runs, sizes: dict[str, int], py_why: str, daemons_why: str, ta
         md += ["", "| how close to the machine's limit (ours ÷ floor; 1 is the limit) | value | floor |", "|---|---|---|",
                f"| pull ÷ max(fetch, pigz decode, tar -xf) | **{med(pull) / floor:.2f}×** | {floor:.3f} s |",
                f"| pull big-zstd ÷ max(fetch, zstd decode, tar -xf) | **{med('ours: pull big-zstd') / zfloor:.2f}×** | {zfloor:.3f} s |",
-               f"| blobs only, not fsynced ÷ fetch | **{med('ours: blobs only, not fsynced (durable_blobs=False)') / med(floors[0]):.2f}×** | "
+               f"| blobs only, not fsynced ÷ fetch | **{med(BLOBS_NOT_FSYNCED) / med(floors[0]):.2f}×** | "
                f"{med(floors[0]):.3f} s |"]
         durable = "floor: dd conv=fsync of the 3 gzip blobs, at once (durable disk write)"
         if durable in runs:
             bfloor = max(med(floors[0]), med(durable))
             md.append(f"| blobs only, fsynced ÷ max(fetch, durable disk write) | "
-                      f"**{med('ours: blobs only, verified into the content store (3 at once)') / bfloor:.2f}×** | {bfloor:.3f} s |")
+                      f"**{med(BLOBS_FSYNCED) / bfloor:.2f}×** | {bfloor:.3f} s |")
     for name, why in runs.failed.items():
         md.append(f"\n{name}: could not run here — {why}\n")
     if py_why:

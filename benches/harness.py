@@ -146,10 +146,10 @@ class Meter:
             sampler.join()
         r1 = resource.getrusage(resource.RUSAGE_SELF)
         cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+        children_cpu = Meter.children_cpu
         if isinstance(out, Reported):  # the child timed its work itself (see pypeers)
-            wall = out.wall
-            Meter.children_cpu = out.cpu
-        cpu += Meter.children_cpu + sum(_cpu_seconds(p) for p in pids) - daemon_cpu
+            wall, children_cpu = out.wall, out.cpu
+        cpu += children_cpu + sum(_cpu_seconds(p) for p in pids) - daemon_cpu
         in_process = children_peak == 0  # ours ran in this process
         own = _peak_kib(os.getpid()) if in_process else 0
         rss = own + children_peak + sum(_peak_kib(p) for p in pids)

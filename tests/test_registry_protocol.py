@@ -293,6 +293,9 @@ def test_tls_trust_store_is_loaded_once_not_per_connection(tls_registry: Registr
         with pytest.raises(E.DistributionError):
             connect(_ref(tls_registry.host, repo_name), insecure, auth_config=auth).tags()
     assert loads == []
+    import warnings
+
+    assert sum(1 for f in warnings.filters if f[1] is not None and "Unverified HTTPS" in f[1].pattern) == 1  # once
     with pytest.raises(E.FallbackError, match="certificate verify failed"):  # the default roots still decide
         connect(_ref(tls_registry.host, repo_name), APIEndpoint(url=tls_registry.url), auth_config=auth)
 

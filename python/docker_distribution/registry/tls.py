@@ -98,6 +98,9 @@ class TLSAdapter(HTTPAdapter):
 
 
 def quiet_insecure(hostname: str) -> None:
-    """No ``InsecureRequestWarning`` for ``hostname``, an endpoint declared insecure."""
-    warnings.filterwarnings("ignore", message=f"Unverified HTTPS request is being made to host '{re.escape(hostname)}'",
-                            category=InsecureRequestWarning)
+    """No ``InsecureRequestWarning`` for ``hostname``, an endpoint declared insecure. Added once:
+    each change to the filters makes Python forget which warnings it has already shown."""
+    message = f"Unverified HTTPS request is being made to host '{re.escape(hostname)}'"
+    if not any(f[0] == "ignore" and f[1] is not None and f[1].pattern == message and f[2] is InsecureRequestWarning
+               for f in warnings.filters):
+        warnings.filterwarnings("ignore", message=message, category=InsecureRequestWarning)

@@ -85,13 +85,12 @@ impl Root {
         let escape = || Error::PathEscape { path: String::from_utf8_lossy(display).into_owned() };
         // most entries land in a directory already known to be real (every prefix of a known
         // directory is known): the walk below would push each component unchanged
-        if let Some((last, parent)) = comps.split_last() {
-            if !parent.is_empty() && !last.is_empty() && last != "." && last != ".." && parent.iter().all(|c| !c.is_empty() && c != "." && c != "..") {
-                let mut rel: PathBuf = parent.iter().collect();
-                if self.known_dirs.contains(&rel) {
-                    rel.push(last);
-                    return Ok(rel);
-                }
+        let plain = |c: &OsString| !c.is_empty() && c != "." && c != "..";
+        if let Some((last, parent)) = comps.split_last().filter(|(_, parent)| !parent.is_empty() && comps.iter().all(plain)) {
+            let mut rel: PathBuf = parent.iter().collect();
+            if self.known_dirs.contains(&rel) {
+                rel.push(last);
+                return Ok(rel);
             }
         }
         let mut pending: Vec<OsString> = comps.iter().rev().cloned().collect();
