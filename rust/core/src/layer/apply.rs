@@ -1,11 +1,13 @@
 //! Applying a layer: one pass of verify (compressed digest and size), decompress, diffID, untar.
 //!
-//! Three threads overlap the work: one verifies and decompresses, one hashes the tar (the
-//! diffID), one parses it and writes the files. Bounded pipes of 1 MiB chunks join them (a
-//! chunk moves on, it is not copied), so memory stays small whatever the layer's size. A layer
-//! of big files is bound by decompressing plus hashing, one of small files by creating them:
-//! apart, the two hashes and the decoder no longer queue behind each other (the 310 MB
-//! binaries layer of the benchmark image applies in 0.6 s instead of 1.0 s).
+//! Threads overlap the work: one verifies and decompresses, one hashes the tar (the diffID),
+//! one parses it and writes the directories, links and big files, and two [`super::writers`]
+//! create the small files. Bounded pipes of 1 MiB chunks join the first three (a chunk moves
+//! on, it is not copied), so memory stays small whatever the layer's size. A layer of big files
+//! is bound by decompressing plus hashing, one of small files by creating them: apart, the two
+//! hashes and the decoder no longer queue behind each other (the 310 MB binaries layer of the
+//! benchmark image applies in 0.6 s instead of 1.0 s), and the 38k-file layer applies in
+//! 1.6 s instead of 2.0-2.3 s with its files made on two threads.
 //!
 //! Two targets:
 //! * [`Mode::Diff`]: a fresh directory holding exactly this layer (whiteout files are kept as
@@ -20,10 +22,10 @@
 use std::cell::RefCell;
 use std::collections::HashSet;
 use std::ffi::OsString;
-use std::fs::{self, OpenOptions};
+use std::fs;
 use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::thread;
@@ -33,6 +35,7 @@ use tar::EntryType;
 
 use super::contain::{entry_components, link_components, Root};
 use super::split::SplitWriter;
+use super::writers::{FileJob, FileMeta, Writers, SMALL_FILE};
 use crate::compression::{decompress, Compression};
 use crate::digest::{Algorithm, Digest, Digester};
 use crate::error::{Error, Result};
@@ -43,6 +46,8 @@ use crate::verify::VerifyingReader;
 const CHUNK: usize = 1 << 20;
 /// Chunks in flight between the two threads (bounds memory to about 8 MiB).
 const PIPE_DEPTH: usize = 8;
+/// Threads creating the small files of one layer, beside the one parsing its tar.
+const WRITERS: usize = 2;
 /// Bytes after the tar end-of-archive marker that are kept (and hashed) before giving up.
 const MAX_TAIL: u64 = 1 << 20;
 const WHITEOUT_PREFIX: &[u8] = b".wh.";
@@ -311,6 +316,8 @@ struct Applier {
     buf: Vec<u8>,
     /// the process umask: files created with a mode it would change need a chmod afterwards
     umask: u32,
+    /// small regular files are created on these threads; drained before anything depends on them
+    writers: Writers,
 }
 
 /// The writer thread: parse the tar and write the entries; returns the entry count.
@@ -332,6 +339,7 @@ fn untar(rx: PipeReader, root: &Path, opts: &ApplyOptions, split: Option<SplitWr
         track: track.clone(),
         buf: vec![0u8; CHUNK],
         umask: current_umask(),
+        writers: Writers::start(WRITERS)?,
     };
     let mut entries = 0u64;
     for entry in archive.entries_with_seek().map_err(tar_error)? {
@@ -350,6 +358,7 @@ fn untar(rx: PipeReader, root: &Path, opts: &ApplyOptions, split: Option<SplitWr
         return Err(Error::InvalidLayer("more than 1 MiB of data after the end of the tar archive".into()));
     }
     applier.flush_raw()?;
+    applier.writers.drain()?;
     applier.finish_dirs()?;
     if let Some(split) = applier.split.take() {
         split.finish()?;
@@ -410,7 +419,11 @@ impl Applier {
         let gid = header.gid().unwrap_or(0) as u32;
         let is_dir = kind == EntryType::Directory;
         // a diff target starts empty: only what this layer created can be in the way
-        if self.rootfs || self.created.contains(&rel) {
+        let again = self.created.contains(&rel);
+        if again {
+            self.writers.drain()?; // the earlier entry may still be on its way to the disk
+        }
+        if self.rootfs || again {
             self.clear(&abs, is_dir)?;
         }
         match kind {
@@ -424,8 +437,27 @@ impl Applier {
                 self.dirs.push(Dir { path: abs.clone(), mode, mtime });
             }
             EntryType::Regular | EntryType::Continuous => {
-                let direct = mode & 0o7000 == 0 && mode & self.umask == 0 && mode & 0o200 != 0;
-                let mut f = OpenOptions::new().write(true).create_new(true).mode(if direct { mode } else { 0o600 }).open(&abs)?;
+                let meta = FileMeta {
+                    mode,
+                    masked: mode & 0o7000 != 0 || mode & self.umask != 0 || mode & 0o200 == 0,
+                    owner: (self.as_root && (uid, gid) != (0, 0)).then_some((uid, gid)),
+                    mtime,
+                };
+                if entry.size() <= SMALL_FILE {
+                    let mut data = Vec::with_capacity(entry.size() as usize);
+                    self.track.borrow_mut().in_content = true;
+                    let read = entry.read_to_end(&mut data);
+                    self.track.borrow_mut().in_content = false;
+                    read.map_err(tar_error)?;
+                    if let Some(split) = &mut self.split {
+                        split.file(rel.as_os_str().as_bytes(), data.len() as u64)?;
+                    }
+                    let xattrs = xattrs(entry);
+                    self.writers.submit(FileJob { path: abs, data, meta, xattrs })?;
+                    self.created.insert(rel);
+                    return Ok(());
+                }
+                let mut f = meta.create(&abs)?;
                 self.track.borrow_mut().in_content = true;
                 let copied = copy_content(entry, &mut f, &mut self.buf);
                 self.track.borrow_mut().in_content = false;
@@ -433,13 +465,7 @@ impl Applier {
                 if let Some(split) = &mut self.split {
                     split.file(rel.as_os_str().as_bytes(), n)?;
                 }
-                if self.as_root && (uid, gid) != (0, 0) {
-                    std::os::unix::fs::fchown(&f, Some(uid), Some(gid))?;
-                }
-                if !direct || (self.as_root && (uid, gid) != (0, 0)) {
-                    f.set_permissions(fs::Permissions::from_mode(mode))?; // after chown, which clears setuid
-                }
-                filetime::set_file_handle_times(&f, Some(mtime), Some(mtime))?;
+                meta.apply(&f)?;
             }
             EntryType::Symlink => {
                 let target = entry.link_name_bytes().ok_or_else(|| Error::InvalidLayer("symlink without target".into()))?;
@@ -450,6 +476,7 @@ impl Applier {
             EntryType::Link => {
                 let target = entry.link_name_bytes().ok_or_else(|| Error::InvalidLayer("hardlink without target".into()))?;
                 let src_rel = self.root.resolve(&link_components(&target)?, &target)?;
+                self.writers.drain()?; // the link's target may still be on a writer thread
                 let src = self.root.path().join(src_rel);
                 match fs::symlink_metadata(&src) {
                     Ok(m) if !m.is_dir() => fs::hard_link(&src, &abs)?,
@@ -487,7 +514,10 @@ impl Applier {
                 )))
             }
         }
-        self.xattrs(entry, &abs);
+        for (attr, value) in xattrs(entry) {
+            // the filesystem or our privileges may not allow it: skipping is the documented outcome
+            let _ = xattr::set(&abs, attr, &value);
+        }
         self.created.insert(rel);
         Ok(())
     }
@@ -497,13 +527,23 @@ impl Applier {
         if rel.as_os_str().is_empty() || self.root.is_known_dir(rel) {
             return Ok(());
         }
+        if rel.ancestors().any(|p| self.created.contains(p)) {
+            self.writers.drain()?; // a file queued at this path would otherwise race the directory
+        }
         let abs = self.root.path().join(rel);
         match fs::symlink_metadata(&abs) {
             Ok(m) if m.is_dir() => {}
             Ok(_) => {
                 return Err(Error::InvalidLayer(format!("{} is not a directory", rel.display())));
             }
-            Err(_) => fs::create_dir_all(&abs)?,
+            Err(_) => {
+                // the missing levels are this layer's now: a later entry may replace them
+                let root = self.root.path().to_path_buf();
+                let missing: Vec<PathBuf> =
+                    rel.ancestors().take_while(|p| !p.as_os_str().is_empty() && fs::symlink_metadata(root.join(p)).is_err()).map(Path::to_path_buf).collect();
+                fs::create_dir_all(&abs)?;
+                self.created.extend(missing);
+            }
         }
         let mut p = rel.to_path_buf();
         loop {
@@ -521,6 +561,7 @@ impl Applier {
             Err(_) => Ok(()),
             Ok(m) if m.is_dir() && keep_dir => Ok(()),
             Ok(m) if m.is_dir() => {
+                self.writers.drain()?; // files on their way into this tree
                 fs::remove_dir_all(abs)?;
                 self.root.invalidate();
                 Ok(())
@@ -536,6 +577,7 @@ impl Applier {
     }
 
     fn whiteout(&mut self, comps: &[OsString], last: &[u8], name: &[u8]) -> Result<()> {
+        self.writers.drain()?; // what it removes may still be on its way to the disk
         if last == OPAQUE {
             let marker = self.root.resolve(comps, name)?;
             let dir_rel = marker.parent().map(Path::to_path_buf).unwrap_or_default();
@@ -578,17 +620,6 @@ impl Applier {
         Ok(())
     }
 
-    fn xattrs<R: Read>(&self, entry: &mut tar::Entry<'_, R>, abs: &Path) {
-        let Ok(Some(exts)) = entry.pax_extensions() else { return };
-        for ext in exts.flatten() {
-            let key = ext.key_bytes();
-            if let Some(attr) = key.strip_prefix(b"SCHILY.xattr.") {
-                // the filesystem or our privileges may not allow it: skipping is the documented outcome
-                let _ = xattr::set(abs, std::ffi::OsStr::from_bytes(attr), ext.value_bytes());
-            }
-        }
-    }
-
     /// Directory modes and times last, deepest first, so writing children did not disturb them.
     fn finish_dirs(&mut self) -> Result<()> {
         for d in self.dirs.drain(..).rev() {
@@ -597,6 +628,17 @@ impl Applier {
         }
         Ok(())
     }
+}
+
+/// The extended attributes an entry carries (PAX `SCHILY.xattr.*` records).
+fn xattrs<R: Read>(entry: &mut tar::Entry<'_, R>) -> Vec<(OsString, Vec<u8>)> {
+    let Ok(Some(exts)) = entry.pax_extensions() else { return Vec::new() };
+    exts.flatten()
+        .filter_map(|ext| {
+            let attr = ext.key_bytes().strip_prefix(b"SCHILY.xattr.")?;
+            Some((std::ffi::OsStr::from_bytes(attr).to_os_string(), ext.value_bytes().to_vec()))
+        })
+        .collect()
 }
 
 fn copy_content<R: Read>(entry: &mut R, out: &mut fs::File, buf: &mut [u8]) -> Result<u64> {
