@@ -133,7 +133,11 @@ impl Writers {
             s.pending += 1;
         }
         let tx = self.tx.as_ref().expect("writers running");
-        tx.send(batch).map_err(|_| Error::InvalidLayer("file writer threads stopped".into()))
+        if tx.send(batch).is_err() {
+            self.state.0.lock().expect("writer state").pending -= 1; // or drain would wait for it
+            return Err(Error::InvalidLayer("file writer threads stopped".into()));
+        }
+        Ok(())
     }
 
     /// Wait until every queued file is written; the first error a worker met, if any.
@@ -164,7 +168,13 @@ fn work(rx: &Mutex<Receiver<Vec<FileJob>>>, state: &Shared) {
             Err(_) => return,
         };
         let failed = state.0.lock().expect("writer state").error.is_some();
-        let res = if failed { Ok(()) } else { batch.into_iter().try_for_each(FileJob::run) };
+        let res = if failed {
+            Ok(())
+        } else {
+            // a panic must still count the batch as done, or the parser would wait for it forever
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| batch.into_iter().try_for_each(FileJob::run)))
+                .unwrap_or_else(|_| Err(Error::InvalidLayer("a file writer thread panicked".into())))
+        };
         let (lock, cvar) = &**state;
         let mut s = lock.lock().expect("writer state");
         s.pending -= 1;
