@@ -445,26 +445,14 @@ impl Applier {
                 };
                 if entry.size() <= SMALL_FILE {
                     let mut data = Vec::with_capacity(entry.size() as usize);
-                    self.track.borrow_mut().in_content = true;
-                    let read = entry.read_to_end(&mut data);
-                    self.track.borrow_mut().in_content = false;
-                    read.map_err(tar_error)?;
-                    if let Some(split) = &mut self.split {
-                        split.file(rel.as_os_str().as_bytes(), data.len() as u64)?;
-                    }
+                    self.content(entry, &rel, |e, _| e.read_to_end(&mut data).map(|n| n as u64).map_err(tar_error))?;
                     let xattrs = xattrs(entry);
                     self.writers.submit(FileJob { path: abs, data, meta, xattrs })?;
                     self.created.insert(rel);
                     return Ok(());
                 }
                 let mut f = meta.create(&abs)?;
-                self.track.borrow_mut().in_content = true;
-                let copied = copy_content(entry, &mut f, &mut self.buf);
-                self.track.borrow_mut().in_content = false;
-                let n = copied?;
-                if let Some(split) = &mut self.split {
-                    split.file(rel.as_os_str().as_bytes(), n)?;
-                }
+                self.content(entry, &rel, |e, buf| copy_content(e, &mut f, buf))?;
                 meta.apply(&f)?;
             }
             EntryType::Symlink => {
@@ -522,13 +510,28 @@ impl Applier {
         Ok(())
     }
 
+    /// Read a regular file's contents with `read` (they stay out of the split record, which
+    /// refers to the file by path and size instead).
+    fn content<R: Read>(&mut self, entry: &mut R, rel: &Path, read: impl FnOnce(&mut R, &mut [u8]) -> Result<u64>) -> Result<()> {
+        self.track.borrow_mut().in_content = true;
+        let n = read(entry, &mut self.buf);
+        self.track.borrow_mut().in_content = false;
+        let n = n?;
+        if let Some(split) = &mut self.split {
+            split.file(rel.as_os_str().as_bytes(), n)?;
+        }
+        Ok(())
+    }
+
     /// Make sure the (already resolved) relative directory exists.
     fn ensure_dir(&mut self, rel: &Path) -> Result<()> {
         if rel.as_os_str().is_empty() || self.root.is_known_dir(rel) {
             return Ok(());
         }
-        if rel.ancestors().any(|p| self.created.contains(p)) {
-            self.writers.drain()?; // a file queued at this path would otherwise race the directory
+        // a file this layer queued at this path (or above it) would race the directory; the
+        // layer's own directories are known ones, not files
+        if rel.ancestors().any(|p| self.created.contains(p) && !self.root.is_known_dir(p)) {
+            self.writers.drain()?;
         }
         let abs = self.root.path().join(rel);
         match fs::symlink_metadata(&abs) {
@@ -537,12 +540,14 @@ impl Applier {
                 return Err(Error::InvalidLayer(format!("{} is not a directory", rel.display())));
             }
             Err(_) => {
-                // the missing levels are this layer's now: a later entry may replace them
+                // the missing levels, made top down, are this layer's now: a later entry may replace them
                 let root = self.root.path().to_path_buf();
                 let missing: Vec<PathBuf> =
                     rel.ancestors().take_while(|p| !p.as_os_str().is_empty() && fs::symlink_metadata(root.join(p)).is_err()).map(Path::to_path_buf).collect();
-                fs::create_dir_all(&abs)?;
-                self.created.extend(missing);
+                for dir in missing.into_iter().rev() {
+                    fs::create_dir(root.join(&dir))?;
+                    self.created.insert(dir);
+                }
             }
         }
         let mut p = rel.to_path_buf();

@@ -36,7 +36,8 @@ const QUEUE: usize = 8;
 /// How a regular file is created and what is set on it once written.
 pub struct FileMeta {
     pub mode: u32,
-    /// mode bits the process umask would strip: created 0600, then chmodded
+    /// a mode `open` cannot give (bits the umask strips, setuid/setgid/sticky, not writable by
+    /// us): created 0600, then chmodded
     pub masked: bool,
     pub owner: Option<(u32, u32)>,
     pub mtime: FileTime,
