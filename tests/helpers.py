@@ -73,4 +73,4 @@ def crash_loop(command: str, root: Path, refs: list[str], home: Path, *, iterati
         done = subprocess.run(argv, env=env, capture_output=True, text=True)
         assert done.returncode == 0, f"iteration {i}: {done.stderr}"
         store = Store(root)
-        assert store.verify() == [] and store.leftovers() == [], f"iteration {i}"
+        assert (store.verify(), store.leftovers()) == ([], []), f"iteration {i}"

@@ -203,6 +203,28 @@ def test_sigkill_mid_ingest_leaves_a_consistent_store_that_resumes(tmp_path: Pat
     assert reopened.verify() == []
 
 
+def test_temporary_files_of_a_killed_writer_go_when_the_store_opens(tmp_path: Path) -> None:
+    """An atomic write killed between its temp file and the rename leaves a young temp file; the
+    next opening of the store removes it because its writer is gone, and keeps a live writer's."""
+    from docker_distribution.fsutil import TMP_PREFIX
+
+    Store(tmp_path)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    live = subprocess.Popen(["sleep", "60"])
+    try:
+        dead_tmp = tmp_path / f"{TMP_PREFIX}{dead.stdout.strip()}-0123456789ab"  # as unique_tmp names them
+        live_tmp = tmp_path / "content" / f"{TMP_PREFIX}{live.pid}-0123456789ab"
+        dead_tmp.write_bytes(b"torn")
+        live_tmp.mkdir()
+        assert sorted(Store(tmp_path).leftovers()) == sorted([live_tmp])  # the dead one is gone, live kept
+        assert not dead_tmp.exists() and live_tmp.is_dir()
+    finally:
+        live.kill()
+        live.wait()
+    Store(tmp_path)
+    assert not live_tmp.exists()
+
+
 # --- images and references ------------------------------------------------------------------
 
 

@@ -11,18 +11,43 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import re
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["TMP_PREFIX", "atomic_write", "file_lock", "fsync_dir", "unique_tmp"]
+__all__ = ["TMP_PREFIX", "atomic_write", "file_lock", "fsync_dir", "tmp_owner_gone", "unique_tmp"]
 
 #: every temporary name in the store starts with this, so ``verify``/``prune`` can find leftovers
 TMP_PREFIX = ".tmp-"
 
 
 def unique_tmp(directory: Path, hint: str = "") -> Path:
+    """A fresh temporary name in ``directory`` that carries the writer's pid."""
     return directory / f"{TMP_PREFIX}{hint}{os.getpid()}-{secrets.token_hex(6)}"
+
+
+_TMP_OWNER = re.compile(r"(\d+)-[0-9a-f]{12}$")
+
+
+def tmp_owner_gone(path: Path) -> bool:
+    """True when the process that made the temporary name ``path`` (see ``unique_tmp``) no longer runs.
+
+    A store is used from one pid namespace, as ``/var/lib/docker`` is; a name without a pid is
+    never judged gone."""
+    m = _TMP_OWNER.search(path.name)
+    if m is None or not path.name.startswith(TMP_PREFIX):
+        return False
+    pid = int(m.group(1))
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # EPERM: it runs under another user
+        return False
+    return False
 
 
 def fsync_dir(directory: Path) -> None:

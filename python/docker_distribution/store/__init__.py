@@ -25,7 +25,7 @@ from pathlib import Path
 
 from ..digest import Digest
 from ..errors import DistributionError, ObjectNotFoundError
-from ..fsutil import TMP_PREFIX
+from ..fsutil import TMP_PREFIX, tmp_owner_gone
 from ..layer import Limits, produce_layer
 from ..mediatype import INDEX_TYPES
 from ..metadata import FSMetadataStore, V2MetadataService
@@ -189,13 +189,14 @@ class Store:
         return report
 
     def _remove_stale_tmp_files(self, age: float = 300.0) -> None:
-        """Temporary files of atomic writes a crash interrupted (old enough that no writer is on them)."""
+        """Temporary files of atomic writes a crash interrupted: those whose writing process is
+        gone, and any old enough that no writer can still be on them."""
         import time
 
         cutoff = time.time() - age
         for p in self._loose_tmp():
             with contextlib.suppress(OSError):
-                if p.lstat().st_mtime < cutoff:
+                if tmp_owner_gone(p) or p.lstat().st_mtime < cutoff:
                     shutil.rmtree(p) if p.is_dir() else p.unlink()
 
     def leftovers(self) -> list[Path]:
