@@ -103,8 +103,11 @@ def test_watch_release_cancels_the_transfer() -> None:
     t, first = tm.transfer("k", _counting_job(steps=1000, delay=0.01), CollectingProgress())
     outs = [CollectingProgress() for _ in range(4)]
     watchers = [first] + [t.watch(o) for o in outs]
-    time.sleep(0.1)
+    deadline = time.monotonic() + 5  # a loaded machine may be slow to run the job's first steps
+    while not all(o.items for o in outs) and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert all(o.items for o in outs), "every watcher receives progress"
+    assert not t.done.is_set()  # released while still running
     for w in watchers:
         t.release(w)
     assert t.done.wait(5) and isinstance(t.error, E.OperationCancelledError)
