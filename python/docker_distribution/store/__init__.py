@@ -10,7 +10,9 @@ Layout under the root (``$DOCKER_DISTRIBUTION_ROOT``, else the platform's user d
 
 Every piece is safe for many threads and several processes at once, and every write
 becomes visible by a rename of complete, verified data, so a ``kill -9`` at any instant
-leaves a store that reopens consistent. :meth:`Store.verify` re-hashes everything and lists
+leaves a store that reopens consistent; what the killed writer left (a layer's staging
+directory, an atomic write's temp file) is removed when the store next opens, as soon as the
+process that made it is gone. :meth:`Store.verify` re-hashes everything and lists
 problems; :meth:`Store.prune` removes what no image needs any more.
 """
 
