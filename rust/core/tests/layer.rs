@@ -334,3 +334,29 @@ fn entries_that_depend_on_queued_small_files_see_them_written() {
     apply_bytes(gz(&layer), &lower, &rootfs()).unwrap();
     assert_eq!(fs::read_to_string(lower.join("d")).unwrap(), "d is a file\n");
 }
+
+#[test]
+fn producers_running_at_once_share_the_compression_slots_and_give_the_same_bytes() {
+    // 10 MiB: three zstd blocks and ten gzip members each, so every producer's workers queue for
+    // the process-wide slots (one per core) many times over
+    let data: Vec<u8> = (0..10u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8 & 0x3f).collect();
+    let tar = tar_of(&[("big", tar::EntryType::Regular, &data, None)]);
+    for codec in [Codec::Zstd { level: 3 }, Codec::Gzip { level: 1 }] {
+        let one = move |tar: Vec<u8>| {
+            let mut out = Vec::new();
+            let p = produce(Source::Tar(Box::new(std::io::Cursor::new(tar))), codec, 3, &mut out).unwrap();
+            (p, out)
+        };
+        let (alone, alone_bytes) = one(tar.clone());
+        let handles: Vec<_> = (0..8).map(|_| {
+            let tar = tar.clone();
+            std::thread::spawn(move || one(tar)) // `one` is Copy: each thread has its own
+        }).collect();
+        for h in handles {
+            let (p, bytes) = h.join().unwrap();
+            assert_eq!(p, alone);
+            assert!(bytes == alone_bytes, "{codec:?}: a producer among others wrote different bytes");
+        }
+        assert_eq!(alone.diff_id, Digest::of_bytes(Algorithm::Sha256, &tar));
+    }
+}

@@ -13,7 +13,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{channel, sync_channel, Receiver, SyncSender};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread;
 
 use crate::digest::{Algorithm, Digest, Digester};
@@ -307,6 +307,45 @@ impl BlockCompressor {
     }
 }
 
+/// Blocks compressed at once, process-wide: one per core. A push produces up to five layers at
+/// once, each with its own workers; without this bound three producers ran six compressors on
+/// two cores, and each block cost more CPU (caches thrashed by the switching). With the bound, a
+/// push of `big` took a median 4.73 s instead of 4.99 s with zstd, 3.25 s instead of 3.56 s with
+/// gzip (interleaved probe runs).
+struct CompressSlots {
+    free: Mutex<usize>,
+    freed: Condvar,
+}
+
+/// Held while one block is compressed; gives the slot back when dropped, on a panic too.
+struct Slot(&'static CompressSlots);
+
+impl CompressSlots {
+    fn get() -> &'static CompressSlots {
+        static SLOTS: OnceLock<CompressSlots> = OnceLock::new();
+        SLOTS.get_or_init(|| CompressSlots {
+            free: Mutex::new(thread::available_parallelism().map_or(1, |n| n.get())),
+            freed: Condvar::new(),
+        })
+    }
+
+    fn acquire(&'static self) -> Slot {
+        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        while *free == 0 {
+            free = self.freed.wait(free).unwrap_or_else(|e| e.into_inner());
+        }
+        *free -= 1;
+        Slot(self)
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        *self.0.free.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        self.0.freed.notify_one();
+    }
+}
+
 fn parallel_blocks<W: Write>(source: Source, codec: BlockCodec, threads: usize, out: &mut W) -> Result<(Digest, u64)> {
     let compressors = (0..threads).map(|_| BlockCompressor::new(codec)).collect::<Result<Vec<_>>>()?;
     let (block_tx, block_rx) = sync_channel::<(u64, Vec<u8>)>(threads * 2);
@@ -320,7 +359,10 @@ fn parallel_blocks<W: Write>(source: Source, codec: BlockCodec, threads: usize, 
             loop {
                 let next = rx.lock().expect("block queue").recv();
                 let Ok((i, block)) = next else { break };
-                let r = comp.compress(&block).map(|c| (i, c));
+                let r = {
+                    let _slot = CompressSlots::get().acquire();
+                    comp.compress(&block).map(|c| (i, c))
+                };
                 if tx.send(r).is_err() {
                     break;
                 }
