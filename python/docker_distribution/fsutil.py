@@ -38,15 +38,12 @@ def tmp_owner_gone(path: Path) -> bool:
     m = _TMP_OWNER.search(path.name)
     if m is None or not path.name.startswith(TMP_PREFIX):
         return False
-    pid = int(m.group(1))
-    if pid == os.getpid():
-        return False
     try:
-        os.kill(pid, 0)
+        os.kill(int(m.group(1)), 0)  # signal 0: only asks whether the process exists
     except ProcessLookupError:
         return True
     except OSError:  # EPERM: it runs under another user
-        return False
+        pass
     return False
 
 

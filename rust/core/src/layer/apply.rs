@@ -541,10 +541,15 @@ impl Applier {
             }
             Err(_) => {
                 // the missing levels, made top down, are this layer's now: a later entry may replace them
+                // (`rel` itself was just found missing: only its ancestors are looked at)
                 let root = self.root.path().to_path_buf();
-                let missing: Vec<PathBuf> =
-                    rel.ancestors().take_while(|p| !p.as_os_str().is_empty() && fs::symlink_metadata(root.join(p)).is_err()).map(Path::to_path_buf).collect();
-                for dir in missing.into_iter().rev() {
+                let missing: Vec<PathBuf> = rel
+                    .ancestors()
+                    .skip(1)
+                    .take_while(|p| !p.as_os_str().is_empty() && fs::symlink_metadata(root.join(p)).is_err())
+                    .map(Path::to_path_buf)
+                    .collect();
+                for dir in missing.into_iter().rev().chain([rel.to_path_buf()]) {
                     fs::create_dir(root.join(&dir))?;
                     self.created.insert(dir);
                 }
