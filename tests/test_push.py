@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import docker_distribution as dd
@@ -15,9 +16,11 @@ from conftest import TokenBed
 from docker_distribution import errors as E
 from docker_distribution.progress import CollectingProgress
 from docker_distribution.pull import pull_image
-from docker_distribution.push import push_image
+from docker_distribution.layer import produce_layer
+from docker_distribution.push import ImagePushConfig, push_image
 from docker_distribution.registry.auth import AuthConfig
 from docker_distribution.store import Store
+from docker_distribution.store.layers import chain_id
 from helpers import tree
 from oci import image_manifest, skopeo_push, umoci_unpack, write_layout
 
@@ -95,6 +98,48 @@ def test_push_to_a_second_registry_round_trips_through_skopeo_and_umoci(
     again = CollectingProgress()
     push_image(target, store, config=ANON, progress_output=again)
     assert again.texts().count("Layer already exists") == 2
+
+
+def test_cli_tag_and_push_at_a_chosen_zstd_level(registry_factory: object, pulled: tuple[Store, dd.Reference, dd.Digest],
+                                                tmp_path: Path) -> None:
+    store, ref, image_id = pulled
+    reg: Registry = registry_factory()  # type: ignore[operator]
+    exe = str(Path(sys.executable).parent / "docker-distribution")
+    env = {**os.environ, "DOCKER_CONFIG": str(tmp_path / "cfg")}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([exe, "--root", str(tmp_path / "store"), *args], capture_output=True, text=True, env=env)
+
+    dst = f"{reg.host}/cli/app:v2"
+    assert run("tag", str(ref), dst).returncode == 0
+    # a level the codec does not have is refused before anything is sent
+    bad = run("push", "--compression", "gzip", "--compression-level", "13", dst)
+    assert bad.returncode != 0 and "invalid gzip compression level 13: use 1-12" in bad.stderr
+    assert not (reg.storage / "docker/registry/v2/repositories/cli").exists()
+    done = run("push", "--json", "--compression", "zstd", "--compression-level", "19", dst)
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    assert lines[0] == {"status": f"The push refers to repository [{reg.host}/cli/app]"}
+    assert lines[-2]["status"].startswith("v2: digest: sha256:") and lines[-1]["aux"]["Tag"] == "v2"
+    raw = json.loads(subprocess.run(["skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{dst}"],
+                                    capture_output=True, check=True).stdout)
+    # the layers are exactly what the producer makes at level 19 from the stored diffs
+    diff_ids = json.loads(store.images.get(image_id))["rootfs"]["diff_ids"]
+    expected, parent = [], None
+    for diff_id in diff_ids:
+        parent = chain_id(parent, dd.Digest.parse(diff_id))
+        with store.layers.get(parent) as layer:
+            made = produce_layer(tmp_path / "made", source_diff=(layer.path, layer.split), compression="zstd", level=19)
+        expected.append(str(made.digest))
+    assert [layer["digest"] for layer in raw["layers"]] == expected
+    assert {layer["mediaType"] for layer in raw["layers"]} == {"application/vnd.oci.image.layer.v1.tar+zstd"}
+
+
+def test_push_config_refuses_a_codec_or_level_it_cannot_make() -> None:
+    for compression, level in (("gzip", 0), ("gzip", 13), ("zstd", 23), ("zstd", -1), ("xz", None), ("none", None)):
+        with pytest.raises(ValueError):
+            ImagePushConfig(layer_stores=None, upload_manager=None, image_store=None,  # type: ignore[arg-type]
+                            reference_store=None, compression=compression, compression_level=level)  # type: ignore[arg-type]
 
 
 def test_zstd_push_is_pulled_back_by_skopeo(registry_factory: object, pulled: tuple[Store, dd.Reference, dd.Digest],

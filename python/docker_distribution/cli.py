@@ -60,7 +60,7 @@ def _cmd_push(args: argparse.Namespace) -> int:
         ref = ref.tag_name_only()
     out = JSONProgress() if args.json else NullProgress() if args.quiet else TerminalProgress()
     cfg = Config(registry_service=_service(args), progress_output=out)
-    push_image(ref, _store(args), config=cfg, compression=args.compression,
+    push_image(ref, _store(args), config=cfg, compression=args.compression, compression_level=args.compression_level,
                max_concurrent_uploads=args.max_concurrent_uploads)
     return 0
 
@@ -243,6 +243,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("ref", metavar="REF")
     p.add_argument("-a", "--all-tags", action="store_true", help="push every local tag of the repository")
     p.add_argument("--compression", choices=["gzip", "zstd"], default="gzip")
+    p.add_argument("--compression-level", type=int, default=None, metavar="N",
+                   help="gzip 1-12 (default 1) or zstd 1-22 (default 3)")
     p.add_argument("--max-concurrent-uploads", type=int, default=5)
     p.add_argument("-q", "--quiet", action="store_true")
     p.add_argument("--json", action="store_true", help="moby's JSON progress stream, one object per line")

@@ -42,7 +42,9 @@ __all__ = [
     "Limits",
     "ProducedLayer",
     "TarReader",
+    "LEVELS",
     "apply_layer",
+    "check_compression",
     "produce_layer",
 ]
 
@@ -54,6 +56,17 @@ Codec = Literal["gzip", "zstd", "none"]
 #: times the speed of level 6 (moby pushes Go's level 6; pass ``level=6`` for that)
 DEFAULT_GZIP_LEVEL: int = _native.DEFAULT_GZIP_LEVEL
 DEFAULT_ZSTD_LEVEL: int = _native.DEFAULT_ZSTD_LEVEL  # zstd's default: smaller than gzip -6
+#: the levels each codec takes (gzip: ISA-L at 1, libdeflate above; zstd: libzstd's positive levels)
+LEVELS: dict[str, range] = {"gzip": range(1, 13), "zstd": range(1, 23)}
+
+
+def check_compression(compression: str, level: int | None) -> None:
+    """Raise ``ValueError`` for a codec other than gzip or zstd, or a level it does not have."""
+    levels = LEVELS.get(compression)
+    if levels is None:
+        raise ValueError(f"unsupported compression {compression!r}: use 'gzip' or 'zstd'")
+    if level is not None and level not in levels:
+        raise ValueError(f"invalid {compression} compression level {level}: use {levels.start}-{levels.stop - 1}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +114,8 @@ def _apply_options(mode: Mode, split: StrPath | None, digest: Digest | str | Non
 
 def _produce_options(source_dir: StrPath | None, source_diff: tuple[StrPath, StrPath] | None, compression: Codec,
                      level: int | None, threads: int | None, mtime: int | None) -> dict[str, Any]:
+    if compression != "none":
+        check_compression(compression, level)
     return {"source_dir": os.fspath(source_dir) if source_dir is not None else None,
             "source_diff": (os.fspath(source_diff[0]), os.fspath(source_diff[1])) if source_diff is not None else None,
             "compression": compression, "level": level, "threads": threads, "mtime": mtime}

@@ -38,7 +38,7 @@ from .errors import (
     continue_on_error,
 )
 from .fallback import check_reserved, resolve_auth
-from .layer import LayerProducer
+from .layer import LayerProducer, check_compression
 from .manifest import schema2_manifest_bytes
 from .mediatype import (
     DOCKER_CONFIG,
@@ -92,6 +92,9 @@ class ImagePushConfig(Config):
     compression: Literal["gzip", "zstd"] = "gzip"
     compression_level: int | None = None
     cancel: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        check_compression(self.compression, self.compression_level)
 
 
 def push_image(ref: Reference, store: Store | None = None, *, config: Config | None = None,

@@ -57,6 +57,7 @@ class TokenIssuer:
     def realm(self) -> str:
         assert self._server is not None
         host, port = self._server.server_address[:2]
+        assert isinstance(host, str)
         return f"http://{host}:{port}/token"
 
     def start(self) -> TokenIssuer:
