@@ -32,6 +32,7 @@ Every error this package raises is a :class:`DistributionError`. The tree::
     │   └── UnsupportedDigestAlgorithmError
     ├── InvalidReferenceError (ValueError)
     ├── InvalidRegistryConfigError (ValueError)   bad mirror / insecure registry / index name
+    ├── InvalidOptionError (ValueError)           an option that cannot be honoured (a compression level)
     ├── UnsupportedMediaTypeError        ``unsupported media type <mt>``
     ├── AIModelNotSupportedError         moby's exact message
     ├── DeprecatedSchema1ImageError      moby's exact message
@@ -87,6 +88,7 @@ __all__ = [
     "DoNotRetry",
     "FallbackError",
     "ImageConfigPullError",
+    "InvalidOptionError",
     "InvalidRegistryConfigError",
     "ManifestTooLargeError",
     "NoBasicAuthCredentialsError",
@@ -548,6 +550,11 @@ class DeprecatedSchema1ImageError(DistributionError):
 
 class InvalidRegistryConfigError(DistributionError, ValueError):
     """A mirror, insecure-registry entry or index name that moby's validation rejects."""
+
+
+class InvalidOptionError(DistributionError, ValueError):
+    """An option the package cannot honour, refused before any work starts (e.g. a compression
+    level the codec does not have)."""
 
 
 class NoBasicAuthCredentialsError(DistributionError):

@@ -32,6 +32,7 @@ from typing import Any, Literal
 
 from . import _native
 from .digest import Digest
+from .errors import InvalidOptionError
 
 __all__ = [
     "DEFAULT_GZIP_LEVEL",
@@ -61,12 +62,13 @@ LEVELS: dict[str, range] = {"gzip": range(1, 13), "zstd": range(1, 23)}
 
 
 def check_compression(compression: str, level: int | None) -> None:
-    """Raise ``ValueError`` for a codec other than gzip or zstd, or a level it does not have."""
+    """Raise :class:`InvalidOptionError` (a ``ValueError``) for a codec other than gzip or zstd,
+    or a level it does not have."""
     levels = LEVELS.get(compression)
     if levels is None:
-        raise ValueError(f"unsupported compression {compression!r}: use 'gzip' or 'zstd'")
+        raise InvalidOptionError(f"unsupported compression {compression!r}: use 'gzip' or 'zstd'")
     if level is not None and level not in levels:
-        raise ValueError(f"invalid {compression} compression level {level}: use {levels.start}-{levels.stop - 1}")
+        raise InvalidOptionError(f"invalid {compression} compression level {level}: use {levels.start}-{levels.stop - 1}")
 
 
 @dataclass(frozen=True, slots=True)
