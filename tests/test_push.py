@@ -20,7 +20,6 @@ from docker_distribution.layer import produce_layer
 from docker_distribution.push import ImagePushConfig, push_image
 from docker_distribution.registry.auth import AuthConfig
 from docker_distribution.store import Store
-from docker_distribution.store.layers import chain_id
 from helpers import tree
 from oci import image_manifest, skopeo_push, umoci_unpack, write_layout
 
@@ -124,11 +123,11 @@ def test_cli_tag_and_push_at_a_chosen_zstd_level(registry_factory: object, pulle
     raw = json.loads(subprocess.run(["skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{dst}"],
                                     capture_output=True, check=True).stdout)
     # the layers are exactly what the producer makes at level 19 from the stored diffs
-    diff_ids = json.loads(store.images.get(image_id))["rootfs"]["diff_ids"]
-    expected, parent = [], None
-    for diff_id in diff_ids:
-        parent = chain_id(parent, dd.Digest.parse(diff_id))
-        with store.layers.get(parent) as layer:
+    top = store.image_chain_id(image_id)
+    assert top is not None
+    expected = []
+    for info in store.layers.chain(top):
+        with store.layers.get(info.chain_id) as layer:
             made = produce_layer(tmp_path / "made", source_diff=(layer.path, layer.split), compression="zstd", level=19)
         expected.append(str(made.digest))
     assert [layer["digest"] for layer in raw["layers"]] == expected

@@ -26,8 +26,9 @@ frames); digest, size and diffID in the same pass.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Literal
 
 from . import _native
@@ -37,13 +38,13 @@ from .errors import InvalidOptionError
 __all__ = [
     "DEFAULT_GZIP_LEVEL",
     "DEFAULT_ZSTD_LEVEL",
+    "LEVELS",
     "AppliedLayer",
     "LayerApplier",
     "LayerProducer",
     "Limits",
     "ProducedLayer",
     "TarReader",
-    "LEVELS",
     "apply_layer",
     "check_compression",
     "produce_layer",
@@ -58,7 +59,7 @@ Codec = Literal["gzip", "zstd", "none"]
 DEFAULT_GZIP_LEVEL: int = _native.DEFAULT_GZIP_LEVEL
 DEFAULT_ZSTD_LEVEL: int = _native.DEFAULT_ZSTD_LEVEL  # zstd's default: smaller than gzip -6
 #: the levels each codec takes (gzip: ISA-L at 1, libdeflate above; zstd: libzstd's positive levels)
-LEVELS: dict[str, range] = {"gzip": range(1, 13), "zstd": range(1, 23)}
+LEVELS: Mapping[str, range] = MappingProxyType({"gzip": range(1, 13), "zstd": range(1, 23)})
 
 
 def check_compression(compression: str, level: int | None) -> None:
