@@ -102,3 +102,69 @@ def test_save_and_load_cli(tmp_path: Path) -> None:
                          capture_output=True, text=True, check=True).stdout
     assert out.strip() == "Loaded image: example.com/cli/app:2"
     assert Store(tmp_path / "other").references.get(ref) == image_id
+
+
+def _digest_blob(layout: Path, data: bytes) -> dict[str, object]:
+    d = dd.digest_bytes(data)
+    (layout / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
+    (layout / "blobs" / "sha256" / d.encoded).write_bytes(data)
+    return {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": str(d), "size": len(data)}
+
+
+def _hostile_dir(layout: Path, case: str) -> None:
+    layout.mkdir()
+    (layout / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
+    config = _digest_blob(layout, b'{"os":"linux","rootfs":{"type":"layers","diff_ids":[]}}')
+    missing = {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": "sha256:" + "0" * 64, "size": 1}
+    index: object = {
+        "not-json": "{",
+        "index-not-an-object": [],
+        "manifests-not-a-list": {"manifests": 3},
+        "descriptor-of-wrong-types": {"manifests": [{"digest": 5, "size": "1"}]},
+        "manifest-blob-missing": {"manifests": [missing]},
+        "manifest-without-config": {"manifests": [_digest_blob(layout, b'{"layers":[]}')]},
+        "manifest-not-json": {"manifests": [_digest_blob(layout, b"\x80 not json")]},
+        "layer-blob-missing": {"manifests": [_digest_blob(layout, json.dumps(
+            {"config": config, "layers": [missing]}).encode())]},
+    }[case]
+    (layout / "index.json").write_text(index if isinstance(index, str) else json.dumps(index))
+
+
+def _hostile_tar(path: Path, case: str) -> None:
+    import io
+    import tarfile
+    if case == "not-a-tar":
+        path.write_bytes(b"\x00garbage" * 100)
+        return
+    with tarfile.open(path, "w") as t:
+        info = tarfile.TarInfo({"tar-traversal": "../escaped", "tar-absolute": "/tmp/escaped-abs",
+                                "tar-device": "dev", "tar-symlink-out": "blobs"}[case])
+        if case == "tar-device":
+            info.type, info.devmajor, info.devminor = tarfile.CHRTYPE, 1, 3
+        elif case == "tar-symlink-out":
+            info.type, info.linkname = tarfile.SYMTYPE, "/etc"
+        else:
+            info.size = 1
+        t.addfile(info, io.BytesIO(b"x") if info.type == tarfile.REGTYPE else None)
+
+
+@pytest.mark.parametrize("case", ["not-json", "index-not-an-object", "manifests-not-a-list", "descriptor-of-wrong-types",
+                                  "manifest-blob-missing", "manifest-without-config", "manifest-not-json",
+                                  "layer-blob-missing", "not-a-tar", "tar-traversal", "tar-absolute", "tar-device",
+                                  "tar-symlink-out"])
+def test_load_of_a_hostile_layout_is_a_typed_error_and_loads_nothing(tmp_path: Path, case: str) -> None:
+    """Each bad layout (directory or archive) raises InvalidLayoutError: no TypeError or KeyError, no
+    file written outside the unpacking directory, no image, layer or tag in the store."""
+    source = tmp_path / "in" / "layout"
+    source.parent.mkdir()
+    if case.startswith("tar") or case == "not-a-tar":
+        source = source.with_suffix(".tar")
+        _hostile_tar(source, case)
+    else:
+        _hostile_dir(source, case)
+    store = Store(tmp_path / "store")
+    with pytest.raises(E.InvalidLayoutError):
+        store.load(source)
+    assert store.images.list() == [] and store.layers.list() == [] and store.references.all() == {}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "store"] and not Path("/tmp/escaped-abs").exists()
+    assert sorted(p.name for p in (tmp_path / "in").iterdir()) == [source.name]

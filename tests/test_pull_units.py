@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 
@@ -11,17 +12,19 @@ from bed.scripted import Reply, Request, ScriptedServer
 from docker_distribution import errors as E
 from docker_distribution.descriptor import Descriptor
 from docker_distribution.manifest import (
+    ImageIndex,
     InvalidManifestError,
     detect_manifest_blob_media_type,
     parse_manifest,
 )
 from docker_distribution.platform import Platform, filter_manifests, format_all, only
-from docker_distribution.pull import NoMatchesError, _Puller, _retry
+from docker_distribution.pull import NoMatchesError, _config_rootfs, _Puller, _retry
+from docker_distribution.mediatype import DOCKER_MANIFEST, DOCKER_MANIFEST_LIST
 from docker_distribution.reference import parse_normalized_named
 from docker_distribution.registry import RetryPolicy, connect
 from docker_distribution.registry.auth import AuthConfig
 from docker_distribution.registry.service import APIEndpoint
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 CONFIG = b'{\n\t"architecture": "amd64",\n\t"os": "linux",\n\t"config": {},\n\t"rootfs": {\n\t\t"type": "layers",\n\t\t"diff_ids": []\n\t}\n}'
@@ -154,21 +157,50 @@ def test_schema1_and_mismatched_types() -> None:
         parse_manifest("application/vnd.oci.image.index.v1+json", b'{"config":{}}')
 
 
-_json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=20),
-                            lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=10), c, max_size=4),
-                            max_leaves=20)
+# JSON built from the manifest, descriptor, platform and config vocabulary, so the parsers meet
+# every field with every wrong type (random keys would rarely name a field the parser reads)
+_fields = st.sampled_from(["mediaType", "size", "digest", "config", "layers", "manifests", "platform", "architecture",
+                           "os", "variant", "os.version", "os.features", "urls", "annotations", "artifactType",
+                           "rootfs", "diff_ids", "type", "schemaVersion", "signatures", "x"])
+_scalars = (st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=False) | st.text(max_size=20)
+            | st.sampled_from(["sha256:" + "a" * 64, "linux", "amd64", "application/vnd.oci.image.layer.v1.tar+gzip"]))
+_json_values = st.recursive(_scalars, lambda c: st.lists(c, max_size=4) | st.dictionaries(_fields, c, max_size=6),
+                            max_leaves=25)
 
 
+@settings(max_examples=1500)
 @given(st.sampled_from(["application/vnd.oci.image.manifest.v1+json", "application/vnd.oci.image.index.v1+json",
                         "application/vnd.docker.distribution.manifest.v2+json",
                         "application/vnd.docker.distribution.manifest.list.v2+json", "", "application/json"]),
-       st.one_of(st.binary(max_size=300), _json_values.map(lambda v: __import__("json").dumps(v).encode())))
-def test_manifest_parsing_never_fails_untyped(content_type: str, body: bytes) -> None:
+       st.one_of(st.binary(max_size=300), _json_values.map(lambda v: json.dumps(v).encode())))
+def test_manifest_and_config_parsing_never_fail_untyped(content_type: str, body: bytes) -> None:
+    """Hostile manifest, index and config JSON (a field of any wrong type) gets a DistributionError,
+    never a TypeError or AttributeError, from every parser a pull runs it through."""
     try:
-        parse_manifest(content_type, body)
-    except (E.DistributionError, ValueError):
-        pass  # typed refusals only (InvalidDigestError is a ValueError too)
+        parsed = parse_manifest(content_type, body)
+    except E.DistributionError:
+        parsed = None
+    if isinstance(parsed, ImageIndex):
+        filter_manifests(parsed.manifests, None)
     try:
         detect_manifest_blob_media_type(body)
-    except (E.DistributionError, ValueError):
+    except E.DistributionError:
         pass
+    try:
+        _config_rootfs(body)
+    except E.DistributionError:
+        pass
+
+
+def test_a_wrongly_typed_field_is_an_unmarshal_error() -> None:
+    d = "sha256:" + "a" * 64
+    body = json.dumps({"mediaType": DOCKER_MANIFEST_LIST, "manifests": [
+        {"mediaType": DOCKER_MANIFEST, "digest": d, "size": 1, "platform": ["linux"]}]}).encode()
+    with pytest.raises(InvalidManifestError, match="cannot unmarshal array into descriptor field platform"):
+        parse_manifest(DOCKER_MANIFEST_LIST, body)
+    with pytest.raises(E.DistributionError, match="invalid rootfs in image configuration"):
+        _config_rootfs(b'{"os": true, "rootfs": {"diff_ids": []}}')
+    with pytest.raises(E.DistributionError, match="invalid rootfs in image configuration"):
+        _config_rootfs(b'{"os": "linux", "rootfs": {"diff_ids": 7}}')
+    assert _config_rootfs(json.dumps({"os": "linux", "rootfs": {"type": "layers", "diff_ids": [d]}}).encode()) == [
+        dd.Digest.parse(d)]

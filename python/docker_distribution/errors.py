@@ -51,6 +51,7 @@ Every error this package raises is a :class:`DistributionError`. The tree::
     │   ├── ObjectNotFoundError (KeyError)
     │   │   └── ReferenceNotFoundError   ``reference does not exist``
     │   ├── AlreadyExistsError, LockedError (retryable), FailedPreconditionError
+    │   ├── InvalidLayoutError           an OCI image layout that cannot be loaded
     │   └── ReferenceConflictError       a tag set elsewhere without force; a digest ref changed
     ├── FallbackError                    wraps an error after which the next endpoint is tried
     └── DoNotRetry                       wraps an error that another attempt will not fix
@@ -74,6 +75,7 @@ __all__ = [
     "AlreadyExistsError",
     "CorruptLayerError",
     "FailedPreconditionError",
+    "InvalidLayoutError",
     "LockedError",
     "ObjectNotFoundError",
     "ReferenceConflictError",
@@ -812,6 +814,11 @@ class LockedError(StoreError):
 
 class ReferenceConflictError(StoreError):
     """A tag already points elsewhere (without force), or a digest reference would change."""
+
+
+class InvalidLayoutError(StoreError):
+    """An OCI image layout (directory or ``.tar``) that ``load`` cannot read: not a tar, an unsafe
+    archive member, JSON that is not what the image-spec says, a missing blob."""
 
 
 class FailedPreconditionError(StoreError):

@@ -98,7 +98,10 @@ def parse_manifest(content_type: str, body: bytes, digest: Digest | None = None)
         if not isinstance(doc.get("config"), dict):
             raise InvalidManifestError("manifest has no config descriptor")
         config = _descriptors([doc["config"]])[0]
-        return ImageManifest(mt, config, _descriptors(doc.get("layers")), body, d, doc.get("artifactType"))
+        artifact_type = doc.get("artifactType")
+        if artifact_type is not None and not isinstance(artifact_type, str):
+            raise InvalidManifestError("error unmarshalling content: artifactType is not a string")
+        return ImageManifest(mt, config, _descriptors(doc.get("layers")), body, d, artifact_type)
     if mt == DOCKER_MANIFEST_LIST or mt == OCI_INDEX:
         doc = _json(body)
         if mt == OCI_INDEX and ("config" in doc or "layers" in doc):
@@ -118,10 +121,10 @@ def parse_manifest(content_type: str, body: bytes, digest: Digest | None = None)
 
 def detect_manifest_blob_media_type(dt: bytes) -> str:
     """moby's ``detectManifestBlobMediaType``: the media type of manifest bytes found locally."""
-    doc = json.loads(dt)
-    if not isinstance(doc, dict):
-        raise InvalidManifestError("media-type: cannot determine")
+    doc = _json(dt)
     mt = doc.get("mediaType") or ""
+    if not isinstance(mt, str):
+        raise InvalidManifestError("error unmarshalling content: mediaType is not a string")
 
     def has(k: str) -> bool:
         return doc.get(k) is not None
@@ -129,15 +132,15 @@ def detect_manifest_blob_media_type(dt: bytes) -> str:
     if mt in (DOCKER_MANIFEST, OCI_MANIFEST):
         if has("manifests") or has("fsLayers"):
             raise InvalidManifestError(f'media-type: "{mt}" should not have "manifests" or "fsLayers"')
-        return str(mt)
+        return mt
     if mt in (DOCKER_MANIFEST_LIST, OCI_INDEX):
         if has("config") or has("layers") or has("fsLayers"):
             raise InvalidManifestError(f'media-type: "{mt}" should not have "config", "layers", or "fsLayers"')
-        return str(mt)
+        return mt
     if mt == DOCKER_SCHEMA1_MANIFEST:
         raise DeprecatedSchema1ImageError(None)
     if mt:
-        return str(mt)
+        return mt
     if has("fsLayers") and not has("manifests") and not has("config") and not has("layers"):
         raise DeprecatedSchema1ImageError(None)
     if (has("config") or has("layers")) and not has("manifests") and not has("fsLayers"):

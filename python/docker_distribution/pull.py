@@ -68,7 +68,7 @@ from .registry.client import Repository, connect, parse_content_range
 from .registry.service import APIEndpoint
 from .store import Store
 from .store.content import ContentStore, ContentWriter
-from .store.images import ImageStore
+from .store.images import ImageStore, rootfs_diff_ids
 from .store.layers import PendingLayer
 from .store.references import ReferenceStore
 from .xfer.download import LayerDownloadManager
@@ -247,7 +247,7 @@ class _Puller:
                 mt = detect_manifest_blob_media_type(self.local.read(desc.digest))
             except ObjectNotFoundError:
                 pass
-            except (DistributionError, ValueError) as exc:
+            except DistributionError as exc:
                 log.warning("Error looking up media type of content: %s", exc)
         kind = "index" if mt in INDEX_TYPES else "manifest" if mt in MANIFEST_TYPES else "unknown"
         key = f"{kind}-{desc.digest}"
@@ -400,18 +400,18 @@ class _Puller:
 
 
 def _config_rootfs(config: bytes) -> list[Digest]:
+    """The config's ``rootfs.diff_ids``, after moby's OS check."""
     try:
         doc = json.loads(config)
-        rootfs = doc.get("rootfs")
-        os_name = doc.get("os") or default_platform().os
-    except (ValueError, AttributeError):
+    except ValueError:
         raise DistributionError("invalid rootfs in image configuration") from None
+    os_name = (doc.get("os") if isinstance(doc, dict) else None) or default_platform().os
+    if not isinstance(os_name, str):
+        raise DistributionError("invalid rootfs in image configuration")
     if os_name.lower() != default_platform().os:
         raise DistributionError(f'image operating system "{os_name}" cannot be used on this platform: '
                                 "operating system is not supported")
-    if not isinstance(rootfs, dict):
-        raise DistributionError("invalid rootfs in image configuration")
-    return [Digest.parse(d) for d in rootfs.get("diff_ids") or ()]
+    return rootfs_diff_ids(doc)
 
 
 def _check_supported_media_type(mt: str) -> None:
@@ -669,4 +669,3 @@ class _Broadcast:
 
     def write_progress(self, p: Progress) -> None:
         self.ctx.progress(p)
-

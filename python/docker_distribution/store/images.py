@@ -12,10 +12,22 @@ import json
 from pathlib import Path
 
 from ..digest import Digest
-from ..errors import ObjectNotFoundError, StoreError
+from ..errors import DistributionError, ObjectNotFoundError, StoreError
 from ..fsutil import atomic_write
 
-__all__ = ["ImageStore"]
+__all__ = ["ImageStore", "rootfs_diff_ids"]
+
+
+def rootfs_diff_ids(doc: object) -> builtins.list[Digest]:
+    """A parsed config's ``rootfs.diff_ids``. A config that is not an object, has no ``rootfs``
+    object, or has diff_ids that are not a list of digest strings fails, as Go's unmarshal into
+    moby's struct does: ``DistributionError("invalid rootfs in image configuration")``."""
+    rootfs = doc.get("rootfs") if isinstance(doc, dict) else None
+    diff_ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
+    if not isinstance(rootfs, dict) or not isinstance(diff_ids or [], list) \
+            or not all(isinstance(d, str) for d in diff_ids or ()):
+        raise DistributionError("invalid rootfs in image configuration")
+    return [Digest.parse(d) for d in diff_ids or ()]
 
 
 class ImageStore:
@@ -27,13 +39,15 @@ class ImageStore:
         return self.root / image_id.algorithm / image_id.encoded
 
     def put(self, config: bytes) -> Digest:
-        """Store a config; returns the image ID. The config must be a JSON object."""
+        """Store a config; returns the image ID. The config must be a JSON object with a valid
+        ``rootfs`` (moby's image store refuses one without)."""
         try:
             doc = json.loads(config)
         except ValueError as exc:
             raise StoreError(f"invalid image configuration: {exc}") from None
         if not isinstance(doc, dict):
             raise StoreError("invalid image configuration: not a JSON object")
+        rootfs_diff_ids(doc)
         image_id = Digest.from_bytes(config)
         path = self._path(image_id)
         if not path.exists():
@@ -68,5 +82,4 @@ class ImageStore:
 
     def diff_ids(self, image_id: Digest) -> builtins.list[Digest]:
         """The config's ``rootfs.diff_ids``."""
-        doc = json.loads(self.get(image_id))
-        return [Digest.parse(d) for d in (doc.get("rootfs") or {}).get("diff_ids") or ()]
+        return rootfs_diff_ids(json.loads(self.get(image_id)))

@@ -20,7 +20,7 @@ from typing import Any
 
 from ..descriptor import Descriptor
 from ..digest import Digest
-from ..errors import DistributionError
+from ..errors import DistributionError, InvalidLayoutError
 from ..layer import produce_layer
 from ..mediatype import INDEX_TYPES, OCI_CONFIG, OCI_INDEX, OCI_LAYER_GZIP, OCI_MANIFEST
 from ..platform import default_platform, filter_manifests
@@ -81,36 +81,74 @@ def _save_dir(store: Any, refs: Sequence[Reference], layout: Path) -> None:
 
 
 def load(store: Any, path: os.PathLike[str] | str) -> list[tuple[Digest, Reference | None]]:
-    """Load an OCI layout directory or ``.tar``; returns (image ID, reference or None) per image."""
+    """Load an OCI layout directory or ``.tar``; returns (image ID, reference or None) per image.
+
+    A layout that cannot be read (not a tar, an archive member that would land outside the
+    directory or is a device, bad JSON, a missing blob) raises :class:`InvalidLayoutError`; a blob
+    whose bytes do not match its digest raises :class:`~docker_distribution.errors.DigestMismatchError`.
+    Nothing is tagged unless its image loaded whole.
+    """
     source = Path(path)
     if source.is_file():
         with tempfile.TemporaryDirectory(dir=store.root) as tmp:
-            with tarfile.open(source) as t:
-                t.extractall(tmp, filter="data")
+            try:
+                with tarfile.open(source) as t:
+                    t.extractall(tmp, filter="data")  # refuses traversal, absolute paths, links out, devices
+            except (tarfile.TarError, OSError) as exc:
+                raise InvalidLayoutError(f"{source}: cannot unpack the layout archive: {exc}") from None
             return _load_dir(store, Path(tmp))
     return _load_dir(store, source)
 
 
+#: indexes nested deeper than this are refused, as a pull refuses them
+MAX_INDEX_DEPTH = 4
+
+
 def _read_blob(layout: Path, desc: Descriptor, limit: int = 16 << 20) -> bytes:
-    p = layout / "blobs" / desc.digest.algorithm / desc.digest.encoded
+    p = _blob_path(layout, desc)
     if p.stat().st_size > limit:
-        raise DistributionError(f"{desc.digest}: too large for a manifest or config")
+        raise InvalidLayoutError(f"{desc.digest}: too large for a manifest or config")
     data = p.read_bytes()
     desc.digest.verify_bytes(data)
     return data
 
 
+def _blob_path(layout: Path, desc: Descriptor) -> Path:
+    p = layout / "blobs" / desc.digest.algorithm / desc.digest.encoded
+    if not p.is_file():
+        raise InvalidLayoutError(f"{layout}: blob {desc.digest} is missing")
+    return p
+
+
+def _object(data: bytes | str, what: str) -> dict[str, Any]:
+    try:
+        doc = json.loads(data)
+    except ValueError as exc:
+        raise InvalidLayoutError(f"{what}: invalid JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise InvalidLayoutError(f"{what}: not a JSON object")
+    return doc
+
+
+def _descriptors(items: Any, what: str) -> list[Descriptor]:
+    if not isinstance(items or [], list):
+        raise InvalidLayoutError(f"{what}: not a list of descriptors")
+    try:
+        return [Descriptor.from_json(i) for i in items or ()]
+    except ValueError as exc:  # InvalidDigestError is one
+        raise InvalidLayoutError(f"{what}: invalid descriptor: {exc}") from None
+
+
 def _load_dir(store: Any, layout: Path) -> list[tuple[Digest, Reference | None]]:
     try:
-        index = json.loads((layout / "index.json").read_text())
+        text = (layout / "index.json").read_text()
     except (OSError, ValueError) as exc:
-        raise DistributionError(f"{layout}: not an OCI image layout: {exc}") from None
+        raise InvalidLayoutError(f"{layout}: not an OCI image layout: {exc}") from None
+    index = _object(text, f"{layout}/index.json")
     out: list[tuple[Digest, Reference | None]] = []
-    for entry in index.get("manifests") or ():
-        desc = Descriptor.from_json(entry)
-        annotations = entry.get("annotations") or {}
+    for desc in _descriptors(index.get("manifests"), f"{layout}/index.json"):
         image_id = _load_manifest(store, layout, desc)
-        name = annotations.get(CONTAINERD_NAME) or annotations.get(REF_NAME) or ""
+        name = desc.annotations.get(CONTAINERD_NAME) or desc.annotations.get(REF_NAME) or ""
         ref: Reference | None = None
         try:
             ref = parse_normalized_named(name) if "/" in name or ("." in name.split(":")[0]) else None
@@ -122,26 +160,26 @@ def _load_dir(store: Any, layout: Path) -> list[tuple[Digest, Reference | None]]
     return out
 
 
-def _load_manifest(store: Any, layout: Path, desc: Descriptor) -> Digest:
-    doc = json.loads(_read_blob(layout, desc))
+def _load_manifest(store: Any, layout: Path, desc: Descriptor, depth: int = 0) -> Digest:
+    doc = _object(_read_blob(layout, desc), f"manifest {desc.digest}")
     if desc.media_type in INDEX_TYPES or "manifests" in doc:
-        children = [Descriptor.from_json(m) for m in doc.get("manifests") or ()]
+        if depth >= MAX_INDEX_DEPTH:
+            raise InvalidLayoutError(f"{layout}: indexes nested more than {MAX_INDEX_DEPTH} deep")
+        children = _descriptors(doc.get("manifests"), f"index {desc.digest}")
         matches = filter_manifests(children, default_platform())
         if not matches:
             raise DistributionError("no manifest in the layout's index matches this platform")
-        return _load_manifest(store, layout, matches[0])
-    config_desc = Descriptor.from_json(doc["config"])
+        return _load_manifest(store, layout, matches[0], depth + 1)
+    if not isinstance(doc.get("config"), dict):
+        raise InvalidLayoutError(f"manifest {desc.digest}: no config descriptor")
+    config_desc = _descriptors([doc["config"]], f"manifest {desc.digest}")[0]
     config = _read_blob(layout, config_desc)
     parent: Digest | None = None
-    for layer_doc in doc.get("layers") or ():
-        ld = Descriptor.from_json(layer_doc)
-        blob = layout / "blobs" / ld.digest.algorithm / ld.digest.encoded
-        layer = store.layers.register_file(blob, parent, digest=ld.digest, size=ld.size)
+    for ld in _descriptors(doc.get("layers"), f"manifest {desc.digest}"):
+        layer = store.layers.register_file(_blob_path(layout, ld), parent, digest=ld.digest, size=ld.size)
         parent = layer.chain_id
         layer.release()
     image_id: Digest = store.images.put(config)
     if store.image_chain_id(image_id) != parent:
         raise DistributionError("layers from manifest don't match image configuration")
     return image_id
-
-
