@@ -98,6 +98,40 @@ def test_tags_follow_link_pagination_like_docker_hub(scripted: ScriptedServer) -
     assert repo.transport.rate_limit.limit == "100;w=21600"
 
 
+@pytest.mark.parametrize("body", [{"tags": "latest"}, {"tags": 7}, {"tags": ["a", 1]}, {"tags": [["a"]]}, [], "{"],
+                         ids=["string", "number", "mixed", "nested", "array", "not-json"])
+def test_a_hostile_tag_listing_is_a_response_format_error(scripted: ScriptedServer, body: object) -> None:
+    """A real registry cannot be made to send these; a hostile one can. A string is not a list of
+    one-letter tags, and a number or a nested list is not a TypeError."""
+    scripted.route("/v2/lib/x/tags/list", lambda r: Reply(200, body))
+    scripted.route("/v2/", lambda r: Reply(200, {}))
+    repo = connect(_ref(scripted.host, "lib/x"), APIEndpoint(url=scripted.url), auth_config=AuthConfig())
+    with pytest.raises(E.ResponseFormatError):
+        repo.tags()
+
+
+def test_a_token_response_saying_infinity_is_a_token_held_for_the_minimum(scripted: ScriptedServer) -> None:
+    """Python's JSON reads ``Infinity``; a token server sending it must not crash the lifetime sum."""
+    challenge = {"WWW-Authenticate": f'Bearer realm="{scripted.url}/token",service="s"'}
+    denied = Reply(401, {"errors": [{"code": "UNAUTHORIZED", "message": "auth"}]}, challenge)
+    authorized = lambda r: r.headers.get("Authorization") == "Bearer abc"  # noqa: E731
+    scripted.route("/v2/lib/x/tags/list", lambda r: Reply(200, {"tags": ["v1"]}) if authorized(r) else denied)
+    scripted.route("/v2/", lambda r: Reply(200, {}) if authorized(r) else denied)
+    scripted.route("/token", lambda r: Reply(200, '{"token": "abc", "expires_in": Infinity}'))
+    repo = connect(_ref(scripted.host, "lib/x"), APIEndpoint(url=scripted.url), auth_config=AuthConfig())
+    assert repo.tags() == ["v1"] and repo.tags() == ["v1"]
+    assert sum(r.path == "/token" for r in scripted.requests) == 1  # cached, not refetched
+
+
+def test_a_docker_config_file_of_the_wrong_shape_is_a_typed_error(tmp_path: Path) -> None:
+    from docker_distribution.registry.auth import DockerConfigFile
+    for text in ('{"credHelpers": ["x"]}', '{"auths": "x"}', "[]", '{"credsStore": 1}', '{"auths": {"h": "x"}}',
+                 '{"credHelpers": {"h": 1}}'):
+        (tmp_path / "config.json").write_text(text)
+        with pytest.raises(E.CredentialHelperError, match="not a docker config file"):
+            DockerConfigFile(tmp_path / "config.json")
+
+
 def test_429_with_retry_after_is_retried(scripted: ScriptedServer) -> None:
     calls = {"n": 0}
 

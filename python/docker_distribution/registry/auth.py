@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -339,7 +340,9 @@ class TokenHandler:
         if isinstance(refresh, str) and refresh and self._on_refresh is not None:
             self._on_refresh(refresh)
         expires_in = body.get("expires_in")
-        lifetime = max(int(expires_in) if isinstance(expires_in, (int, float)) else 0, MIN_TOKEN_LIFETIME)
+        if not isinstance(expires_in, (int, float)) or not math.isfinite(expires_in):  # JSON may say Infinity
+            expires_in = 0
+        lifetime = max(int(expires_in), MIN_TOKEN_LIFETIME)
         issued = _parse_time(body.get("issued_at")) or time.time()
         return _Token(value, issued + lifetime)
 
@@ -394,6 +397,8 @@ class DockerConfigFile:
             self.data = {}
         except ValueError as exc:
             raise CredentialHelperError(f"{self.path}: invalid JSON: {exc}") from None
+        if not _config_shaped(self.data):
+            raise CredentialHelperError(f"{self.path}: not a docker config file (auths, credHelpers, credsStore)")
 
     @property
     def auths(self) -> dict[str, dict[str, str]]:
@@ -455,6 +460,16 @@ class DockerConfigFile:
         with os.fdopen(fd, "w") as f:
             json.dump(self.data, f, indent="\t")
         os.replace(tmp, self.path)
+
+
+def _config_shaped(data: object) -> bool:
+    """``auths`` maps to objects, ``credHelpers`` to helper names, ``credsStore`` is a name."""
+    if not isinstance(data, dict):
+        return False
+    auths, helpers, store = data.get("auths") or {}, data.get("credHelpers") or {}, data.get("credsStore") or ""
+    return (isinstance(auths, dict) and all(isinstance(v, dict) for v in auths.values())
+            and isinstance(helpers, dict) and all(isinstance(v, str) for v in helpers.values())
+            and isinstance(store, str))
 
 
 def _hostname_key(server: str) -> str:

@@ -238,7 +238,7 @@ class Repository:
         url = self._url("tags/list") + (f"?n={page_size}" if page_size else "")
         out: list[str] = []
         for doc in _paginate(self.transport, url):
-            out.extend(str(t) for t in doc.get("tags") or ())
+            out.extend(_listed(doc, "tags", str))
         return out
 
     def referrers(self, digest: Digest | str, *, artifact_type: str | None = None) -> dict[str, Any]:
@@ -246,7 +246,7 @@ class Repository:
         url = self._url(f"referrers/{digest}") + (f"?{urlencode({'artifactType': artifact_type})}" if artifact_type else "")
         manifests: list[Any] = []
         for doc in _paginate(self.transport, url):
-            manifests.extend(doc.get("manifests") or ())
+            manifests.extend(_listed(doc, "manifests", dict))
         return {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": manifests}
 
 
@@ -327,7 +327,7 @@ def catalog(transport: Transport, *, page_size: int | None = None) -> list[str]:
     url = transport.url("/v2/_catalog") + (f"?n={page_size}" if page_size else "")
     out: list[str] = []
     for doc in _paginate(transport, url):
-        out.extend(str(r) for r in doc.get("repositories") or ())
+        out.extend(_listed(doc, "repositories", str))
     return out
 
 
@@ -373,6 +373,17 @@ def _paginate(transport: Transport, url: str) -> Iterator[dict[str, Any]]:
             return
         target = link.split(";", 1)[0].strip().lstrip("<").rstrip(">")
         url = urljoin(url, target)
+
+
+def _listed(doc: dict[str, Any], key: str, kind: type) -> list[Any]:
+    """A listing page's ``key``: absent or null is empty; anything but a list of ``kind`` is refused
+    (a string is not a list of its characters)."""
+    items = doc.get(key)
+    if items is None:
+        return []
+    if not isinstance(items, list) or not all(isinstance(i, kind) for i in items):
+        raise ResponseFormatError(f"invalid {key} in listing")
+    return items
 
 
 def _parse_digest_header(resp: requests.Response) -> Digest:
