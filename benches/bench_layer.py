@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from harness import machine, write_result
+from harness import machine, steal_seconds, write_result
 from images import CACHE, SCRATCH, big_layers, data_layer
 
 from docker_distribution.layer import DEFAULT_GZIP_LEVEL, apply_layer, produce_layer
@@ -61,22 +61,29 @@ def drop_caches(inputs: list[Path]) -> bool:
     return dropped
 
 
-def measure(scenarios: list[tuple[str, Callable[[], object], list[Path]]], runs: int) -> dict[str, float]:
-    """Median seconds of each scenario, run in rounds: every scenario once per round, so a
-    machine that speeds up or slows down during the run weighs on ours and the peers alike."""
+def measure(scenarios: list[tuple[str, Callable[[], object], list[Path]]], runs: int
+            ) -> tuple[dict[str, float], dict[str, float]]:
+    """Median seconds of each scenario, and median VM steal seconds during it, run in rounds:
+    every scenario once per round, so a machine that speeds up or slows down during the run
+    weighs on ours and the peers alike."""
     times: dict[str, list[float]] = {name: [] for name, _, _ in scenarios}
+    steals: dict[str, list[float]] = {name: [] for name, _, _ in scenarios}
     for _ in range(runs):
         for name, run, inputs in scenarios:
             shutil.rmtree(WORK, ignore_errors=True)
             WORK.mkdir(parents=True)
             drop_caches(inputs)
+            steal0 = steal_seconds()
             t0 = time.perf_counter()
             run()
             times[name].append(time.perf_counter() - t0)
+            steals[name].append(steal_seconds() - steal0)
     shutil.rmtree(WORK, ignore_errors=True)
     for name, ts in times.items():
-        print(f"  {name:<44} median {statistics.median(ts):7.3f}s  (min {min(ts):.3f}, max {max(ts):.3f})", flush=True)
-    return {name: statistics.median(ts) for name, ts in times.items()}
+        print(f"  {name:<44} median {statistics.median(ts):7.3f}s  (min {min(ts):.3f}, max {max(ts):.3f})  "
+              f"steal {statistics.median(steals[name]):.2f}s", flush=True)
+    return ({name: statistics.median(ts) for name, ts in times.items()},
+            {name: statistics.median(ss) for name, ss in steals.items()})
 
 
 def _commands(cmd: str, paths: list[Path]) -> list[str]:
@@ -186,7 +193,7 @@ def main() -> None:
     m("zstd -T2 -3 (produce)", peer_produce("zstd -q -T2 -3 -c {src} > {out}", "zstd-cli"), tars)
     m("ours: produce zstd (level 3, 2 threads)", ours_produce("zstd"), diff_files)
 
-    t = measure(scenarios, args.runs)
+    t, steal = measure(scenarios, args.runs)
 
     # memory: a 1 GiB layer applied in a fresh process, against a process that only imports us
     big = data_layer(1 << 30, "one-gib.tar")
@@ -222,15 +229,16 @@ def main() -> None:
     ]
     md = [f"### Layer apply and produce — `big` ({tar_bytes / 1e6:.0f} MB tar, {gz_bytes / 1e6:.0f} MB gzip, "
           f"{zst_bytes / 1e6:.0f} MB zstd; medians of {args.runs} cold runs, interleaved)", "",
-          "| operation | median s | MB/s of tar |", "|---|---|---|"]
+          "| operation | median s | MB/s of tar | VM steal s |", "|---|---|---|---|"]
     for name, secs in t.items():
-        md.append(f"| {name} | {secs:.3f} | {tar_bytes / secs / 1e6:.0f} |")
+        md.append(f"| {name} | {secs:.3f} | {tar_bytes / secs / 1e6:.0f} | {steal[name]:.2f} |")
     md += ["", "| check | measured | target |", "|---|---|---|"]
     for name, value, target in rows:
         md.append(f"| {name} | {value:.2f} | {target} |")
     md.append(f"\nOutput sizes: ours gzip {sizes['gzip'] / 1e6:.1f} MB (level 6: {sizes['gzip6'] / 1e6:.1f} MB), pigz -6 {sizes['pigz'] / 1e6:.1f} MB, "
               f"ours zstd {sizes['zstd'] / 1e6:.1f} MB, zstd -3 {sizes['zstd-cli'] / 1e6:.1f} MB. "
-              f"Peak RSS: baseline {base / 1024:.0f} MiB, applying {peak / 1024:.0f} MiB.\n")
+              f"Peak RSS: baseline {base / 1024:.0f} MiB, applying {peak / 1024:.0f} MiB. VM steal: CPU seconds "
+              "the hypervisor gave to other guests during the run (median over the runs, both vCPUs).\n")
     text = "\n".join(md)
     print(text)
     print(f"written to {write_result('layer', text)}  ({machine()})")

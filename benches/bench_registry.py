@@ -91,7 +91,8 @@ class Runs:
             self.usage[name] = usage[name]
             self.moved[name] = moved
             print(f"  {name:<60} median {self.median(name):7.3f}s  (min {min(self.walls(name)):.3f}, "
-                  f"max {max(self.walls(name)):.3f})  cpu {self.cpu(name):.2f}s  rss {self.rss(name):.0f} MiB", flush=True)
+                  f"max {max(self.walls(name)):.3f})  cpu {self.cpu(name):.2f}s  steal {self.steal(name):.2f}s  "
+                  f"rss {self.rss(name):.0f} MiB", flush=True)
         self.queue.clear()
 
     def walls(self, name: str) -> list[float]:
@@ -102,6 +103,9 @@ class Runs:
 
     def cpu(self, name: str) -> float:
         return statistics.median(u.cpu for u in self.usage[name])
+
+    def steal(self, name: str) -> float:
+        return statistics.median(u.steal for u in self.usage[name])
 
     def rss(self, name: str) -> float:
         return max(u.rss_mib for u in self.usage[name])
@@ -464,13 +468,13 @@ def _report(runs: Runs, sizes: dict[str, int], py_why: str, daemons_why: str, ta
     md = [f"### Registry scenarios — `big` ({tar_bytes / 1e6:.0f} MB tar, {gz_bytes / 1e6:.0f} MB gzip, "
           f"{zst_bytes / 1e6:.0f} MB zstd) and `many` (20 layers, {many_bytes / 1e6:.0f} MB gzip); "
           f"medians of {runs.runs} cold runs, interleaved", "",
-          "| scenario | wall s (median) | min–max | CPU s (client + daemons) | peak RSS MiB | MB moved | MB/s |",
-          "|---|---|---|---|---|---|---|"]
+          "| scenario | wall s (median) | min–max | CPU s (client + daemons) | VM steal s | peak RSS MiB | MB moved | MB/s |",
+          "|---|---|---|---|---|---|---|---|"]
     for name in runs.usage:
         w = runs.walls(name)
         moved = runs.moved[name]
         md.append(f"| {name} | {med(name):.3f} | {min(w):.3f}–{max(w):.3f} | {runs.cpu(name):.2f} | "
-                  f"{runs.rss_text(name)} | {moved / 1e6:.0f} | {moved / med(name) / 1e6:.0f} |")
+                  f"{runs.steal(name):.2f} | {runs.rss_text(name)} | {moved / 1e6:.0f} | {moved / med(name) / 1e6:.0f} |")
     md += ["", "| ratio (peer ÷ ours; above 1: we are faster / use less) | wall | CPU |", "|---|---|---|"]
     md += [f"| {n} | **{w}** | {c} |" for n, w, c in ratios]
     floors = ["floor: curl --parallel, the 3 blobs to /dev/null (loopback HTTP)", "floor: pigz -dc of the 3 gzip blobs",
@@ -503,12 +507,16 @@ def _report(runs: Runs, sizes: dict[str, int], py_why: str, daemons_why: str, ta
               "user + system time of the same set. The throttled link is a proxy thread inside the benchmark's "
               "process, so its CPU counts against ours and not against the peers. python-dxf and oras-py run in "
               "a process of their own and time their fetch themselves, after Python has started and imported "
-              "them (about 0.3 s here), as ours runs with its imports long done.")
+              "them (about 0.3 s here), as ours runs with its imports long done. VM steal is the CPU time the "
+              "hypervisor gave to other guests during the run (the median over the runs, summed over both "
+              "vCPUs, from /proc/stat): capacity the run did not have, which explains much of the spread "
+              "between runs.")
     text = "\n".join(md)
     print(text)
     print(f"written to {write_result('registry', text)}  ({machine()})")
     data = {name: {"wall": runs.walls(name), "cpu": [u.cpu for u in runs.usage[name]],
-                   "rss_mib": [u.rss_mib for u in runs.usage[name]], "moved": runs.moved[name]} for name in runs.usage}
+                   "rss_mib": [u.rss_mib for u in runs.usage[name]], "steal": [u.steal for u in runs.usage[name]],
+                   "moved": runs.moved[name]} for name in runs.usage}
     (RESULTS / "registry.json").write_text(json.dumps(data, indent=1))
     chart(RESULTS / "registry.json", RESULTS / "registry.png")
 

@@ -91,6 +91,9 @@ class Usage:
     rss_mib: float
     #: when the run was in this process (ours): its RSS just before, which the peak includes
     base_mib: float = 0.0
+    #: CPU seconds the hypervisor gave to other guests during the run, over all vCPUs (the
+    #: ``steal`` column of /proc/stat): capacity the run could not have, whoever it was
+    steal: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -137,11 +140,13 @@ class Meter:
         daemon_cpu = sum(_cpu_seconds(p) for p in pids)
         base = _rss_kib(os.getpid())
         r0 = resource.getrusage(resource.RUSAGE_SELF)
+        steal0 = steal_seconds()
         t0 = time.perf_counter()
         try:
             out = run()
         finally:
             wall = time.perf_counter() - t0
+            steal = steal_seconds() - steal0
             stop.set()
             sampler.join()
         r1 = resource.getrusage(resource.RUSAGE_SELF)
@@ -153,7 +158,16 @@ class Meter:
         in_process = children_peak == 0  # ours ran in this process
         own = _peak_kib(os.getpid()) if in_process else 0
         rss = own + children_peak + sum(_peak_kib(p) for p in pids)
-        return Usage(wall, cpu, rss / 1024, base / 1024 if in_process else 0.0)
+        return Usage(wall, cpu, rss / 1024, base / 1024 if in_process else 0.0, steal)
+
+
+def steal_seconds() -> float:
+    """The machine's total steal time so far (all vCPUs), from /proc/stat; 0 where there is none."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+        return int(fields[8]) / os.sysconf("SC_CLK_TCK") if len(fields) > 8 else 0.0
+    except (OSError, ValueError):
+        return 0.0
 
 
 def run_child(argv: list[str], *, check: bool = True, stdout: int | None = subprocess.DEVNULL) -> None:
