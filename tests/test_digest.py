@@ -88,8 +88,12 @@ def test_verify_file_accepts_good_content_and_types_each_failure(tmp_path: Path)
         dd.verify_file(f, bad, 11000)
     assert dig_err.value.expected == str(bad) and dig_err.value.actual == str(good)
     assert isinstance(dig_err.value, dd.errors.VerificationError)
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(FileNotFoundError) as missing:
         dd.verify_file(tmp_path / "missing", good)
+    assert missing.value.filename == str(tmp_path / "missing")  # named, as Python's open names it
+    assert str(missing.value) == f"[Errno 2] No such file or directory: '{tmp_path / 'missing'}'"
+    with pytest.raises(IsADirectoryError, match=r"^\[Errno 21\] Is a directory: '"):
+        dd.Digest.from_file(tmp_path)
 
 
 def test_digest_from_file_matches_bytes(tmp_path: Path) -> None:

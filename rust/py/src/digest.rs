@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use dd_core::digest::{self, Algorithm, Digest, Digester};
 use pyo3::prelude::*;
 
-use crate::errors::NativeResult;
+use crate::errors::{NativeError, NativeResult};
 
 /// Below this many bytes, releasing and re-taking the GIL costs more than hashing.
 pub(crate) const DETACH_THRESHOLD: usize = 64 * 1024;
@@ -78,17 +78,17 @@ fn digest_bytes(py: Python<'_>, data: &[u8], algorithm: &str) -> NativeResult<St
 
 #[pyfunction]
 #[pyo3(signature = (path, /, algorithm = "sha256"))]
-fn digest_file(py: Python<'_>, path: PathBuf, algorithm: &str) -> NativeResult<(String, u64)> {
+fn digest_file(py: Python<'_>, path: PathBuf, algorithm: &str) -> PyResult<(String, u64)> {
     let alg = self::algorithm(algorithm)?;
-    let (d, size) = py.detach(|| digest::digest_file(&path, alg))?;
+    let (d, size) = py.detach(|| digest::digest_file(&path, alg)).map_err(|e| NativeError::from(e).at(&path))?;
     Ok((d.to_string(), size))
 }
 
 #[pyfunction]
 #[pyo3(signature = (path, digest, /, size = None))]
-fn verify_file(py: Python<'_>, path: PathBuf, digest: &str, size: Option<u64>) -> NativeResult<()> {
-    let expected = Digest::parse(digest)?;
-    py.detach(|| digest::verify_file(&path, &expected, size))?;
+fn verify_file(py: Python<'_>, path: PathBuf, digest: &str, size: Option<u64>) -> PyResult<()> {
+    let expected = Digest::parse(digest).map_err(NativeError::from)?;
+    py.detach(|| digest::verify_file(&path, &expected, size)).map_err(|e| NativeError::from(e).at(&path))?;
     Ok(())
 }
 

@@ -44,8 +44,31 @@ impl From<NativeError> for PyErr {
             LimitExceeded { what, limit } => LayerLimitError::new_err((what, limit)),
             NotPermitted(what) => NotPermittedError::new_err((what,)),
             Cancelled => OperationCancelledError::new_err(()),
-            Io(err) => PyOSError::new_err((err.raw_os_error().unwrap_or(0), err.to_string())),
+            Io(err) => os_error(&err, None),
         }
+    }
+}
+
+impl NativeError {
+    /// As the `PyErr` above, but an I/O error names `path`, as Python's own `open` does
+    /// (`[Errno 2] No such file or directory: 'x'`, a `FileNotFoundError`).
+    pub fn at(self, path: &std::path::Path) -> PyErr {
+        match self.0 {
+            dd_core::Error::Io(err) => os_error(&err, Some(path)),
+            other => NativeError(other).into(),
+        }
+    }
+}
+
+/// `OSError(errno, strerror[, filename])`, which Python turns into the matching subclass; the
+/// strerror without Rust's " (os error N)" suffix.
+fn os_error(err: &std::io::Error, path: Option<&std::path::Path>) -> PyErr {
+    let text = err.to_string();
+    let errno = err.raw_os_error().unwrap_or(0);
+    let strerror = text.strip_suffix(&format!(" (os error {errno})")).unwrap_or(&text).to_string();
+    match path {
+        Some(p) => PyOSError::new_err((errno, strerror, p.as_os_str().to_os_string())),
+        None => PyOSError::new_err((errno, strerror)),
     }
 }
 
