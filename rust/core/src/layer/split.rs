@@ -8,9 +8,19 @@
 //!
 //! Format: `DDSPLIT1`, then records `0x01 u32 len bytes` (raw), `0x02 u16 len path u64 size`
 //! (file content), and `0x00` at the end.
+//!
+//! Playing back a diff of many small files whose pages are not cached waits on the disk once
+//! per file (the inode, then the data): 4.3-4.8 s for `big`'s 38k-file layer against 0.85 s
+//! warm. When the first files show that wait, a [`Prefetcher`] thread walks the record ahead of
+//! the reader, opening each file and asking the kernel to read it in (`POSIX_FADV_WILLNEED`), a
+//! bounded window ahead; a warm diff never starts it.
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 
@@ -83,56 +93,208 @@ impl SplitWriter {
 /// Rebuilds the exact tar stream of a diff directory from its split record.
 pub struct TarStream {
     split: zstd::stream::read::Decoder<'static, BufReader<File>>,
+    split_path: PathBuf,
     root: PathBuf,
     current: Option<Current>,
     done: bool,
+    /// FILE records opened so far (the prefetcher's window is counted from here)
+    opened: Arc<AtomicU64>,
+    /// of the first [`PROBE_FILES`] files, how many took longer than [`SLOW_FILE`] to open and read
+    slow: u64,
+    prefetch: Option<Prefetcher>,
 }
 
 enum Current {
     Raw(Vec<u8>, usize),
-    File(File, u64, PathBuf),
+    /// the file, bytes left, its path, and when it began to be opened (for the first files only)
+    File(File, u64, PathBuf, Option<Instant>),
+}
+
+/// The first files are timed from open to their first read ...
+const PROBE_FILES: u64 = 64;
+/// ... and if half of them took this long, the disk is being waited on: start the prefetcher.
+/// A cached small file opens and reads in a few microseconds; a disk read takes 100 µs or more.
+const SLOW_FILE: Duration = Duration::from_micros(60);
+/// The prefetcher stays at most this many files ...
+const AHEAD_FILES: u64 = 512;
+/// ... and this many bytes ahead of the reader (what it asks the page cache to hold).
+const AHEAD_BYTES: u64 = 64 << 20;
+/// Prefetching threads, each taking every other file: opening a cold file is mostly kernel CPU
+/// (inode and directory blocks, page-cache fills), so one thread is not enough. For `big`'s
+/// 38k-file layer, cold: 4.3-4.8 s without, 2.4-2.6 s with one, 1.9 s with two (and three no
+/// better on 2 cores).
+const PREFETCH_LANES: u64 = 2;
+
+fn open_split(split: &Path) -> Result<zstd::stream::read::Decoder<'static, BufReader<File>>> {
+    let mut dec = zstd::stream::read::Decoder::new(File::open(split)?)?;
+    let mut magic = [0u8; 8];
+    dec.read_exact(&mut magic)?;
+    if &magic != MAGIC {
+        return Err(Error::InvalidLayer(format!("{}: not a tar-split record", split.display())));
+    }
+    Ok(dec)
+}
+
+enum Record {
+    End,
+    Raw(Vec<u8>),
+    File(PathBuf, u64),
+}
+
+fn next_record<R: Read>(split: &mut R, root: &Path, keep_raw: bool) -> io::Result<Record> {
+    let mut kind = [0u8; 1];
+    split.read_exact(&mut kind)?;
+    match kind[0] {
+        END => Ok(Record::End),
+        RAW => {
+            let mut len = [0u8; 4];
+            split.read_exact(&mut len)?;
+            let len = u32::from_le_bytes(len) as u64;
+            if keep_raw {
+                let mut buf = vec![0u8; len as usize];
+                split.read_exact(&mut buf)?;
+                Ok(Record::Raw(buf))
+            } else {
+                io::copy(&mut split.take(len), &mut io::sink())?;
+                Ok(Record::Raw(Vec::new()))
+            }
+        }
+        FILE => {
+            let mut len = [0u8; 2];
+            split.read_exact(&mut len)?;
+            let mut rel = vec![0u8; u16::from_le_bytes(len) as usize];
+            split.read_exact(&mut rel)?;
+            let mut size = [0u8; 8];
+            split.read_exact(&mut size)?;
+            use std::os::unix::ffi::OsStrExt;
+            Ok(Record::File(root.join(std::ffi::OsStr::from_bytes(&rel)), u64::from_le_bytes(size)))
+        }
+        other => Err(Error::InvalidLayer(format!("corrupt tar-split record type {other}")).into_io()),
+    }
 }
 
 impl TarStream {
     pub fn open(root: &Path, split: &Path) -> Result<TarStream> {
-        let mut dec = zstd::stream::read::Decoder::new(File::open(split)?)?;
-        let mut magic = [0u8; 8];
-        dec.read_exact(&mut magic)?;
-        if &magic != MAGIC {
-            return Err(Error::InvalidLayer(format!("{}: not a tar-split record", split.display())));
+        Ok(TarStream {
+            split: open_split(split)?,
+            split_path: split.to_path_buf(),
+            root: root.to_path_buf(),
+            current: None,
+            done: false,
+            opened: Arc::new(AtomicU64::new(0)),
+            slow: 0,
+            prefetch: None,
+        })
+    }
+
+    /// Whether a prefetcher was started (the diff's files were not in the page cache).
+    pub fn prefetching(&self) -> bool {
+        self.prefetch.is_some()
+    }
+
+    /// Start the prefetcher now, whatever the first files show (a caller that knows the diff is
+    /// cold); it begins at the reader's position.
+    pub fn start_prefetch(&mut self) -> Result<()> {
+        if self.prefetch.is_none() {
+            self.prefetch = Some(Prefetcher::start(&self.split_path, &self.root, self.opened.clone())?);
         }
-        Ok(TarStream { split: dec, root: root.to_path_buf(), current: None, done: false })
+        Ok(())
     }
 
     fn next_record(&mut self) -> io::Result<()> {
-        let mut kind = [0u8; 1];
-        self.split.read_exact(&mut kind)?;
-        match kind[0] {
-            END => self.done = true,
-            RAW => {
-                let mut len = [0u8; 4];
-                self.split.read_exact(&mut len)?;
-                let mut buf = vec![0u8; u32::from_le_bytes(len) as usize];
-                self.split.read_exact(&mut buf)?;
-                self.current = Some(Current::Raw(buf, 0));
-            }
-            FILE => {
-                let mut len = [0u8; 2];
-                self.split.read_exact(&mut len)?;
-                let mut rel = vec![0u8; u16::from_le_bytes(len) as usize];
-                self.split.read_exact(&mut rel)?;
-                let mut size = [0u8; 8];
-                self.split.read_exact(&mut size)?;
-                use std::os::unix::ffi::OsStrExt;
-                let path = self.root.join(std::ffi::OsStr::from_bytes(&rel));
+        match next_record(&mut self.split, &self.root, true)? {
+            Record::End => self.done = true,
+            Record::Raw(buf) => self.current = Some(Current::Raw(buf, 0)),
+            Record::File(path, size) => {
+                let n = self.opened.load(Ordering::Relaxed);
+                let start = (n < PROBE_FILES && self.prefetch.is_none()).then(Instant::now);
                 let f = File::open(&path)?;
-                self.current = Some(Current::File(f, u64::from_le_bytes(size), path));
-            }
-            other => {
-                return Err(Error::InvalidLayer(format!("corrupt tar-split record type {other}")).into_io());
+                self.opened.store(n + 1, Ordering::Relaxed);
+                self.current = Some(Current::File(f, size, path, start));
             }
         }
         Ok(())
+    }
+
+    /// A probed file has been opened and read from: count it, and start the prefetcher once
+    /// half of the probe was slow.
+    fn probed(&mut self, start: Instant) {
+        if start.elapsed() >= SLOW_FILE {
+            self.slow += 1;
+        }
+        if self.slow >= PROBE_FILES / 2 {
+            let _ = self.start_prefetch(); // a hint: without it the stream is only slower
+        }
+    }
+}
+
+/// Opens the files of the record ahead of the reader and asks the kernel to read them in.
+/// Everything it does is a hint: an error ends it quietly, and the reader reports its own.
+struct Prefetcher {
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Prefetcher {
+    fn start(split: &Path, root: &Path, opened: Arc<AtomicU64>) -> Result<Prefetcher> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut threads = Vec::new();
+        let n = PREFETCH_LANES;
+        for lane in 0..n {
+            let (dec, root, stop, opened) = (open_split(split)?, root.to_path_buf(), stop.clone(), opened.clone());
+            threads.push(std::thread::Builder::new().name("dd-prefetch".into())
+                .spawn(move || prefetch(dec, &root, &stop, &opened, lane, n))?);
+        }
+        Ok(Prefetcher { stop, threads })
+    }
+}
+
+/// One lane of the prefetcher: every `lanes`-th file of the record, starting at `lane`.
+fn prefetch<R: Read>(mut dec: R, root: &Path, halt: &AtomicBool, opened: &AtomicU64, lane: u64, lanes: u64) {
+    let mut index = 0u64;
+    let mut ahead: std::collections::VecDeque<(u64, u64)> = Default::default(); // (index, size)
+    let mut ahead_bytes = 0u64;
+    while !halt.load(Ordering::Relaxed) {
+        let (path, size) = match next_record(&mut dec, root, false) {
+            Ok(Record::File(path, size)) => (path, size),
+            Ok(Record::Raw(_)) => continue,
+            Ok(Record::End) | Err(_) => return,
+        };
+        index += 1;
+        if index % lanes != lane {
+            continue;
+        }
+        loop {
+            let done = opened.load(Ordering::Relaxed);
+            while ahead.front().is_some_and(|&(i, _)| i <= done) {
+                ahead_bytes -= ahead.pop_front().map_or(0, |(_, s)| s);
+            }
+            if index <= done {
+                break; // the reader is already past this file
+            }
+            if halt.load(Ordering::Relaxed) {
+                return;
+            }
+            if index - done <= AHEAD_FILES && ahead_bytes + size <= AHEAD_BYTES.max(size) {
+                if let Ok(f) = File::open(&path) {
+                    let len = size.min(AHEAD_BYTES) as i64; // a big file's tail: the reader's own readahead
+                    let _ = nix::fcntl::posix_fadvise(&f, 0, len, nix::fcntl::PosixFadviseAdvice::POSIX_FADV_WILLNEED);
+                }
+                ahead.push_back((index, size));
+                ahead_bytes += size;
+                break;
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    }
+}
+
+impl Drop for Prefetcher {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
     }
 }
 
@@ -154,7 +316,7 @@ impl Read for TarStream {
                     *pos += n;
                     return Ok(n);
                 }
-                Some(Current::File(f, left, path)) => {
+                Some(Current::File(f, left, path, start)) => {
                     if *left == 0 {
                         self.current = None;
                         continue;
@@ -166,6 +328,9 @@ impl Read for TarStream {
                             .into_io());
                     }
                     *left -= n as u64;
+                    if let Some(t) = start.take() {
+                        self.probed(t);
+                    }
                     return Ok(n);
                 }
             }
