@@ -22,7 +22,15 @@ from ..descriptor import Descriptor
 from ..digest import Digest
 from ..errors import DistributionError, InvalidLayoutError
 from ..layer import produce_layer
-from ..mediatype import INDEX_TYPES, OCI_CONFIG, OCI_INDEX, OCI_LAYER_GZIP, OCI_MANIFEST
+from ..manifest import (
+    ImageIndex,
+    ImageManifest,
+    InvalidManifestError,
+    Schema1Manifest,
+    detect_manifest_blob_media_type,
+    parse_manifest,
+)
+from ..mediatype import OCI_CONFIG, OCI_INDEX, OCI_LAYER_GZIP, OCI_MANIFEST
 from ..platform import default_platform, filter_manifests
 from ..reference import Reference, parse_normalized_named
 
@@ -120,33 +128,25 @@ def _blob_path(layout: Path, desc: Descriptor) -> Path:
     return p
 
 
-def _object(data: bytes | str, what: str) -> dict[str, Any]:
+def _parse(data: bytes, media_type: str, what: str) -> ImageManifest | ImageIndex:
+    """The package's manifest parser (moby's checks and messages), its refusals as layout errors."""
     try:
-        doc = json.loads(data)
-    except ValueError as exc:
-        raise InvalidLayoutError(f"{what}: invalid JSON: {exc}") from None
-    if not isinstance(doc, dict):
-        raise InvalidLayoutError(f"{what}: not a JSON object")
-    return doc
-
-
-def _descriptors(items: Any, what: str) -> list[Descriptor]:
-    if not isinstance(items or [], list):
-        raise InvalidLayoutError(f"{what}: not a list of descriptors")
-    try:
-        return [Descriptor.from_json(i) for i in items or ()]
-    except ValueError as exc:  # InvalidDigestError is one
-        raise InvalidLayoutError(f"{what}: invalid descriptor: {exc}") from None
+        parsed = parse_manifest(media_type or detect_manifest_blob_media_type(data), data)
+    except InvalidManifestError as exc:
+        raise InvalidLayoutError(f"{what}: {exc}") from None
+    if isinstance(parsed, Schema1Manifest):
+        raise InvalidLayoutError(f"{what}: a schema1 manifest")
+    return parsed
 
 
 def _load_dir(store: Any, layout: Path) -> list[tuple[Digest, Reference | None]]:
     try:
-        text = (layout / "index.json").read_text()
-    except (OSError, ValueError) as exc:
+        data = (layout / "index.json").read_bytes()
+    except OSError as exc:
         raise InvalidLayoutError(f"{layout}: not an OCI image layout: {exc}") from None
-    index = _object(text, f"{layout}/index.json")
+    index = _parse(data, OCI_INDEX, f"{layout}/index.json")
     out: list[tuple[Digest, Reference | None]] = []
-    for desc in _descriptors(index.get("manifests"), f"{layout}/index.json"):
+    for desc in index.manifests if isinstance(index, ImageIndex) else ():
         image_id = _load_manifest(store, layout, desc)
         name = desc.annotations.get(CONTAINERD_NAME) or desc.annotations.get(REF_NAME) or ""
         ref: Reference | None = None
@@ -161,21 +161,17 @@ def _load_dir(store: Any, layout: Path) -> list[tuple[Digest, Reference | None]]
 
 
 def _load_manifest(store: Any, layout: Path, desc: Descriptor, depth: int = 0) -> Digest:
-    doc = _object(_read_blob(layout, desc), f"manifest {desc.digest}")
-    if desc.media_type in INDEX_TYPES or "manifests" in doc:
+    m = _parse(_read_blob(layout, desc), desc.media_type, f"manifest {desc.digest}")
+    if isinstance(m, ImageIndex):
         if depth >= MAX_INDEX_DEPTH:
             raise InvalidLayoutError(f"{layout}: indexes nested more than {MAX_INDEX_DEPTH} deep")
-        children = _descriptors(doc.get("manifests"), f"index {desc.digest}")
-        matches = filter_manifests(children, default_platform())
+        matches = filter_manifests(m.manifests, default_platform())
         if not matches:
             raise DistributionError("no manifest in the layout's index matches this platform")
         return _load_manifest(store, layout, matches[0], depth + 1)
-    if not isinstance(doc.get("config"), dict):
-        raise InvalidLayoutError(f"manifest {desc.digest}: no config descriptor")
-    config_desc = _descriptors([doc["config"]], f"manifest {desc.digest}")[0]
-    config = _read_blob(layout, config_desc)
+    config = _read_blob(layout, m.config)
     parent: Digest | None = None
-    for ld in _descriptors(doc.get("layers"), f"manifest {desc.digest}"):
+    for ld in m.layers:
         layer = store.layers.register_file(_blob_path(layout, ld), parent, digest=ld.digest, size=ld.size)
         parent = layer.chain_id
         layer.release()
