@@ -52,6 +52,7 @@ Every error this package raises is a :class:`DistributionError`. The tree::
     │   │   └── ReferenceNotFoundError   ``reference does not exist``
     │   ├── AlreadyExistsError, LockedError (retryable), FailedPreconditionError
     │   ├── InvalidLayoutError           an OCI image layout that cannot be loaded
+    │   ├── CorruptStoreError            one of the store's own files is unreadable (never written over)
     │   └── ReferenceConflictError       a tag set elsewhere without force; a digest ref changed
     ├── FallbackError                    wraps an error after which the next endpoint is tried
     └── DoNotRetry                       wraps an error that another attempt will not fix
@@ -74,6 +75,7 @@ __all__ = [
     "AIModelNotSupportedError",
     "AlreadyExistsError",
     "CorruptLayerError",
+    "CorruptStoreError",
     "FailedPreconditionError",
     "InvalidLayoutError",
     "LockedError",
@@ -819,6 +821,14 @@ class ReferenceConflictError(StoreError):
 class InvalidLayoutError(StoreError):
     """An OCI image layout (directory or ``.tar``) that ``load`` cannot read: not a tar, an unsafe
     archive member, JSON that is not what the image-spec says, a missing blob."""
+
+
+class CorruptStoreError(StoreError):
+    """A file of the local store that is not what the store wrote: bad JSON, the wrong shape, a
+    config whose bytes no longer hash to its image ID. The message names the file. The store
+    never writes over such a file with a guess (a corrupt ``repositories.json`` is not replaced
+    by an empty one); a verified copy of the same content (the config or layer of a new pull)
+    replaces it, and caches (V2 metadata, content labels) count it as absent."""
 
 
 class FailedPreconditionError(StoreError):

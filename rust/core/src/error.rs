@@ -47,6 +47,10 @@ pub enum Error {
     #[error("{0}: operation requires root")]
     NotPermitted(String),
 
+    /// A tar-split record (the layer store's own file) that does not read back.
+    #[error("corrupt tar-split record {path}: {reason}")]
+    CorruptRecord { path: String, reason: String },
+
     /// The feeding side went away or asked to stop.
     #[error("cancelled")]
     Cancelled,

@@ -394,3 +394,49 @@ fn a_prefetched_playback_is_identical_and_stops_cleanly() {
     stream.read_exact(&mut half[..4096]).unwrap();
     drop(stream);
 }
+
+#[test]
+fn a_damaged_or_hostile_split_record_is_a_corrupt_record_and_reads_nothing_outside() {
+    let tmp = tempfile::tempdir().unwrap();
+    let diff = tmp.path().join("diff");
+    fs::create_dir(&diff).unwrap();
+    fs::write(diff.join("inside"), b"ok").unwrap();
+    fs::write(tmp.path().join("secret"), b"outside the diff").unwrap();
+    let record = |body: &[u8]| {
+        let mut raw = b"DDSPLIT1".to_vec();
+        raw.extend_from_slice(body);
+        zstd::encode_all(raw.as_slice(), 1).unwrap()
+    };
+    let file = |rel: &str, size: u64| {
+        let mut r = vec![2u8];
+        r.extend_from_slice(&(rel.len() as u16).to_le_bytes());
+        r.extend_from_slice(rel.as_bytes());
+        r.extend_from_slice(&size.to_le_bytes());
+        r
+    };
+    let good = record(&[file("inside", 2), vec![0u8]].concat());
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("a path up and out", record(&[file("../secret", 16), vec![0u8]].concat())),
+        ("an absolute path", record(&[file(&tmp.path().join("secret").display().to_string(), 16), vec![0u8]].concat())),
+        ("an unknown record type", record(&[9u8, 0, 0])),
+        ("a record cut short", record(&file("inside", 2)[..5])),
+        ("not zstd", b"garbage, not a record".to_vec()),
+        ("truncated zstd", good[..good.len() - 3].to_vec()),
+        ("zstd of something else", zstd::encode_all(&b"{\"not\": \"a record\"}"[..], 1).unwrap()),
+    ];
+    let split = tmp.path().join("split");
+    fs::write(&split, &good).unwrap();
+    let mut out = Vec::new();
+    TarStream::open(&diff, &split).unwrap().read_to_end(&mut out).unwrap();
+    assert_eq!(out, b"ok");
+    for (what, bytes) in cases {
+        fs::write(&split, &bytes).unwrap();
+        let mut out = Vec::new();
+        let err = match TarStream::open(&diff, &split) {
+            Err(e) => e,
+            Ok(mut s) => Error::from_io(s.read_to_end(&mut out).expect_err(what)),
+        };
+        assert!(matches!(err, Error::CorruptRecord { .. }), "{what}: {err}");
+        assert!(!out.windows(7).any(|w| w == b"outside"), "{what}: read the file outside the diff");
+    }
+}

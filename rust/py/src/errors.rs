@@ -13,6 +13,7 @@ pyo3::import_exception!(docker_distribution.errors, PathEscapeError);
 pyo3::import_exception!(docker_distribution.errors, LayerLimitError);
 pyo3::import_exception!(docker_distribution.errors, NotPermittedError);
 pyo3::import_exception!(docker_distribution.errors, OperationCancelledError);
+pyo3::import_exception!(docker_distribution.errors, CorruptStoreError);
 
 /// Newtype so that `?` can turn a core error into a `PyErr` (orphan rule).
 pub struct NativeError(pub dd_core::Error);
@@ -43,6 +44,7 @@ impl From<NativeError> for PyErr {
             PathEscape { path } => PathEscapeError::new_err((path,)),
             LimitExceeded { what, limit } => LayerLimitError::new_err((what, limit)),
             NotPermitted(what) => NotPermittedError::new_err((what,)),
+            e @ CorruptRecord { .. } => CorruptStoreError::new_err((e.to_string(),)),
             Cancelled => OperationCancelledError::new_err(()),
             Io(err) => os_error(&err, None),
         }

@@ -128,11 +128,15 @@ const PREFETCH_LANES: u64 = 2;
 fn open_split(split: &Path) -> Result<zstd::stream::read::Decoder<'static, BufReader<File>>> {
     let mut dec = zstd::stream::read::Decoder::new(File::open(split)?)?;
     let mut magic = [0u8; 8];
-    dec.read_exact(&mut magic)?;
-    if &magic != MAGIC {
-        return Err(Error::InvalidLayer(format!("{}: not a tar-split record", split.display())));
+    match dec.read_exact(&mut magic) {
+        Ok(()) if &magic == MAGIC => Ok(dec),
+        Ok(()) => Err(corrupt(split, "not a tar-split record".into())),
+        Err(e) => Err(corrupt(split, e.to_string())),
     }
-    Ok(dec)
+}
+
+fn corrupt(split: &Path, reason: String) -> Error {
+    Error::CorruptRecord { path: split.display().to_string(), reason }
 }
 
 enum Record {
@@ -167,9 +171,14 @@ fn next_record<R: Read>(split: &mut R, root: &Path, keep_raw: bool) -> io::Resul
             let mut size = [0u8; 8];
             split.read_exact(&mut size)?;
             use std::os::unix::ffi::OsStrExt;
-            Ok(Record::File(root.join(std::ffi::OsStr::from_bytes(&rel)), u64::from_le_bytes(size)))
+            let rel = Path::new(std::ffi::OsStr::from_bytes(&rel));
+            // the applier writes only plain relative paths; anything else would read outside the diff
+            if rel.as_os_str().is_empty() || !rel.components().all(|c| matches!(c, std::path::Component::Normal(_))) {
+                return Err(io::Error::new(io::ErrorKind::InvalidData, format!("file path {rel:?} leaves the diff")));
+            }
+            Ok(Record::File(root.join(rel), u64::from_le_bytes(size)))
         }
-        other => Err(Error::InvalidLayer(format!("corrupt tar-split record type {other}")).into_io()),
+        other => Err(io::Error::new(io::ErrorKind::InvalidData, format!("unknown record type {other}"))),
     }
 }
 
@@ -202,7 +211,9 @@ impl TarStream {
     }
 
     fn next_record(&mut self) -> io::Result<()> {
-        match next_record(&mut self.split, &self.root, true)? {
+        let record = next_record(&mut self.split, &self.root, true)
+            .map_err(|e| corrupt(&self.split_path, e.to_string()).into_io())?;
+        match record {
             Record::End => self.done = true,
             Record::Raw(buf) => self.current = Some(Current::Raw(buf, 0)),
             Record::File(path, size) => {
