@@ -21,6 +21,7 @@ from bed.scripted import Reply, Request, ScriptedServer
 from conftest import BASIC_USERS, TokenBed
 from docker_distribution import errors as E
 from docker_distribution.pull import pull_image
+from docker_distribution.push import push_image
 from docker_distribution.registry.auth import AuthConfig
 from docker_distribution.store import Store
 from helpers import crash_loop
@@ -291,3 +292,97 @@ def test_crash_loop_of_killed_pulls(three_images: list[str], registry: Registry,
         assert len(Store(root).images.list()) == 3
     finally:
         proxy.stop()
+
+
+# --- the store's own files, damaged ---------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def pulled_root(three_images: list[str], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A store holding one pulled image, and an interrupted download's ingest (as a killed pull leaves)."""
+    root = tmp_path_factory.mktemp("pulled") / "root"
+    store = Store(root)
+    pull_image(dd.parse_normalized_named(three_images[0]), store, config=ANON)
+    w = store.content.writer(ref="pull-layer-sha256:" + "0" * 64, total=10, hashing=False)
+    w.write(b"abc")
+    w.close()
+    return root
+
+
+def _store_file(root: Path, role: str) -> Path:
+    store = Store(root)
+    [image_id] = store.images.list()
+    top = store.image_chain_id(image_id)
+    assert top is not None
+    return {
+        "references": lambda: root / "repositories.json",
+        "image config": lambda: root / "image" / image_id.algorithm / image_id.encoded,
+        "layer record": lambda: store.layers.layer_dir(top) / "meta.json",
+        "tar-split record": lambda: store.layers.layer_dir(top) / "tar-split.zst",
+        "V2 metadata": lambda: next(p for p in (root / "distribution" / "v2metadata-by-diffid").rglob("*") if p.is_file()),
+        "diffID by digest": lambda: next(p for p in (root / "distribution" / "diffid-by-digest").rglob("*") if p.is_file()),
+        "content labels": lambda: next((root / "content" / "labels").rglob("*.json")),
+        "ingest record": lambda: next((root / "content" / "ingest").rglob("meta.json")),
+    }[role]()
+
+
+_DAMAGE = {"garbage": b"\x00\xff{not json", "JSON of the wrong shape": b'{"Repositories": [1], "diff_id": 5, "ref": 3}'}
+
+
+@pytest.mark.parametrize("damage", sorted(_DAMAGE))
+@pytest.mark.parametrize("role", ["references", "tar-split record", "image config", "layer record",
+                                  "V2 metadata", "diffID by digest", "content labels", "ingest record"])
+def test_a_damaged_store_file_is_a_typed_error_or_is_replaced_never_written_over(
+        pulled_root: Path, three_images: list[str], tmp_path: Path, role: str, damage: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Each of the store's own files, damaged: what needs it fails with a CorruptStoreError
+    naming it (and nothing writes over it), a pull of the image replaces a damaged config or
+    layer record with a verified copy, and a damaged cache entry is taken as absent."""
+    from docker_distribution.cli import main
+
+    root = tmp_path / "root"
+    import shutil
+    shutil.copytree(pulled_root, root, symlinks=True)
+    path = _store_file(root, role)
+    path.write_bytes(_DAMAGE[damage])
+    ref = dd.parse_normalized_named(three_images[0])
+    store = Store(root)
+    unpack = lambda: store.unpack(store.resolve(ref), tmp_path / f"rootfs{len(list(tmp_path.iterdir()))}")  # noqa: E731
+
+    if role in ("references", "tar-split record"):  # the truth: typed errors, the file kept as it is
+        ops = [unpack, lambda: store.save([ref], tmp_path / "saved.tar")]
+        if role == "references":
+            ops += [lambda: pull_image(ref, store, config=ANON), lambda: store.remove_image(ref), store.prune]
+        for op in ops:
+            with pytest.raises(E.CorruptStoreError, match=path.name):
+                op()
+        assert any(str(path) in problem for problem in store.verify())
+        assert path.read_bytes() == _DAMAGE[damage]
+        if role == "references":
+            assert main(["--root", str(root), "images"]) == 1
+            assert f"Error: corrupt store file {path}" in capsys.readouterr().err
+        else:  # removing the image and pulling it again mends it
+            store.remove_image(ref)
+            pull_image(ref, store, config=ANON)
+            assert store.verify() == []
+            unpack()
+    elif role in ("image config", "layer record"):  # replaced by a pull's verified copy
+        with pytest.raises(E.CorruptStoreError, match=path.name):
+            unpack()
+        assert any(path.name in problem for problem in store.verify())
+        pull_image(ref, store, config=ANON)
+        assert store.verify() == []
+        unpack()
+    else:  # caches: taken as absent where consulted, and written afresh
+        image_id = store.resolve(ref)
+        store.remove_image(ref, prune=False)
+        store.images.delete(image_id)  # the layers stay: the pull asks the metadata about them
+        pull_image(ref, store, config=ANON)
+        copy = dd.parse_normalized_named(f"{ref.domain}/harden/again-{tmp_path.name.lower()}:v1")
+        store.references.add_tag(copy, image_id)
+        push_image(copy, store, config=ANON)  # consults the metadata for mounts
+        assert store.verify() == []
+        unpack()
+        for diff_id in store.images.diff_ids(image_id):
+            metas = store.v2_metadata.get_metadata(diff_id)
+            assert {m.source_repository for m in metas} >= {ref.name}
+            assert all(store.v2_metadata.get_diff_id(m.digest) == diff_id for m in metas)

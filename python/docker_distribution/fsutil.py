@@ -1,4 +1,5 @@
-"""Filesystem primitives the store is built on: atomic writes and inter-process locks.
+"""Filesystem primitives the store is built on: atomic writes, inter-process locks, and the
+reading back of the store's own JSON files.
 
 A write becomes visible only by ``rename`` of a fully written (and fsynced) temporary file
 in the same directory, so a ``kill -9`` at any instant leaves either the old or the new
@@ -10,13 +11,17 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import re
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
-__all__ = ["TMP_PREFIX", "atomic_write", "file_lock", "fsync_dir", "tmp_owner_gone", "unique_tmp"]
+from .errors import CorruptStoreError
+
+__all__ = ["TMP_PREFIX", "atomic_write", "file_lock", "fsync_dir", "read_json", "str_map", "tmp_owner_gone", "unique_tmp"]
 
 #: every temporary name in the store starts with this, so ``verify``/``prune`` can find leftovers
 TMP_PREFIX = ".tmp-"
@@ -73,6 +78,25 @@ def atomic_write(path: Path, data: bytes, *, mode: int = 0o644, durable: bool = 
         raise
     if durable:
         fsync_dir(path.parent)
+
+
+def read_json(path: Path, shape: Any = None) -> Any:
+    """One of the store's own JSON files, parsed. A missing file raises ``FileNotFoundError``;
+    bytes that are not JSON, or a document ``shape`` rejects (returns False), raise
+    :class:`CorruptStoreError` naming the file."""
+    data = path.read_bytes()
+    try:
+        doc = json.loads(data)
+    except ValueError as exc:  # UnicodeDecodeError included
+        raise CorruptStoreError(f"corrupt store file {path}: {exc}") from None
+    if shape is not None and not shape(doc):
+        raise CorruptStoreError(f"corrupt store file {path}: not the JSON the store writes there")
+    return doc
+
+
+def str_map(value: Any) -> bool:
+    """``value`` is a JSON object of strings (labels, a repository's references)."""
+    return isinstance(value, dict) and all(isinstance(v, str) for v in value.values())
 
 
 @contextlib.contextmanager

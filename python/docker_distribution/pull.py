@@ -69,7 +69,7 @@ from .registry.service import APIEndpoint
 from .store import Store
 from .store.content import ContentStore, ContentWriter
 from .store.images import ImageStore, rootfs_diff_ids
-from .store.layers import PendingLayer
+from .store.layers import PendingLayer, chain_of
 from .store.references import ReferenceStore
 from .xfer.download import LayerDownloadManager
 from .xfer.transfer import TransferContext
@@ -347,7 +347,7 @@ class _Puller:
 
     def _pull_layers(self, target: Descriptor, layers: Sequence[Descriptor], platform: Platform | None) -> Digest:
         images = self.config.image_store
-        if images.exists(target.digest):
+        if images.exists(target.digest) and self._layers_intact(target.digest):
             return target.digest
         _check_supported_media_type(target.media_type)
         for d in layers:
@@ -391,6 +391,17 @@ class _Puller:
         finally:
             if release is not None:
                 release()
+
+    def _layers_intact(self, image_id: Digest) -> bool:
+        """Whether every layer record of a stored image reads back; if one does not, the pull
+        goes on as if the image were absent, and a verified copy replaces what was damaged
+        (moby would call the image up to date and leave it unusable)."""
+        layers = self.config.download_manager.layer_store
+        try:
+            cid = chain_of(self.config.image_store.diff_ids(image_id))
+            return cid is None or len(layers.chain(cid)) > 0
+        except DistributionError:
+            return False
 
     def _fetch_config(self, digest: Digest) -> bytes:
         try:

@@ -61,7 +61,7 @@ from .registry.auth import AuthConfig
 from .registry.client import BlobUpload, Repository, connect
 from .store import Store
 from .store.adapters import PushLayer, PushLayerProvider, new_layer_providers_from_store
-from .store.images import ImageStore
+from .store.images import ImageStore, rootfs_diff_ids
 from .store.layers import chain_of
 from .store.references import ReferenceStore
 from .xfer.transfer import TransferContext
@@ -185,8 +185,8 @@ class _Pusher:
         except DistributionError as exc:
             raise DistributionError(f"could not find image from tag {ref.familiar}: {exc}") from None
         try:
-            diff_ids = [Digest.parse(d) for d in json.loads(config)["rootfs"]["diff_ids"] or ()]
-        except (ValueError, KeyError, TypeError) as exc:
+            diff_ids = rootfs_diff_ids(json.loads(config))
+        except (ValueError, DistributionError) as exc:
             raise DistributionError(f"unable to get rootfs for image {ref.familiar}: {exc}") from None
         try:
             top = self.config.layer_stores.get(chain_of(diff_ids))

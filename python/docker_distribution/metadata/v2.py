@@ -11,6 +11,9 @@ gzip (moby knows only gzip), so a zstd push never mounts or reuses a gzip blob, 
 
 Pull records entries without HMAC; push tags them with an HMAC of the credentials used, so
 mounts are tried first from repositories the same credentials could read.
+
+Every record is a cache: a damaged one reads as a :class:`CorruptStoreError` (which pull and
+push take as "unknown") and the next ``add`` writes a good one over it.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..digest import Digest
-from ..errors import ObjectNotFoundError, StoreError
+from ..errors import CorruptStoreError, DistributionError, ObjectNotFoundError, StoreError
 
 if TYPE_CHECKING:
     from ..registry.auth import AuthConfig
@@ -99,23 +102,39 @@ class V2MetadataService:
         return self.store
 
     def get_metadata(self, diff_id: Digest) -> list[V2Metadata]:
+        """The blobs known to hold ``diff_id``; a damaged record is a :class:`CorruptStoreError`."""
         store = self._require()
         raw = store.get(_BY_DIFFID, _key(diff_id))
-        return [V2Metadata.from_json(d) for d in json.loads(raw)]
+        try:
+            docs = json.loads(raw)
+            if not isinstance(docs, list) or not all(
+                    isinstance(d, dict) and all(isinstance(d.get(k, ""), str) for k in ("Digest", "SourceRepository", "HMAC"))
+                    for d in docs):
+                raise ValueError("not a list of V2 metadata")
+            return [V2Metadata.from_json(d) for d in docs]
+        except (ValueError, KeyError, DistributionError) as exc:
+            raise CorruptStoreError(f"corrupt V2 metadata for {diff_id}: {exc}") from None
 
     def get_diff_id(self, digest: Digest) -> Digest:
         store = self._require()
-        return Digest.parse(store.get(_BY_DIGEST, _key(digest)).decode())
+        raw = store.get(_BY_DIGEST, _key(digest))
+        try:
+            return Digest.parse(raw.decode())
+        except (ValueError, DistributionError) as exc:
+            raise CorruptStoreError(f"corrupt V2 metadata for {digest}: {exc}") from None
+
+    def _current(self, diff_id: Digest) -> list[V2Metadata]:
+        """For a change: a record that is absent or damaged (a cache, rebuilt as pulls and pushes go) is empty."""
+        try:
+            return self.get_metadata(diff_id)
+        except (ObjectNotFoundError, CorruptStoreError):
+            return []
 
     def add(self, diff_id: Digest, meta: V2Metadata) -> None:
         if self.store is None:
             return
         with self._lock:
-            try:
-                current = self.get_metadata(diff_id)
-            except ObjectNotFoundError:
-                current = []
-            current = [m for m in current if m != meta] + [meta]
+            current = [m for m in self._current(diff_id) if m != meta] + [meta]
             current = current[-MAX_METADATA:]
             self.store.set(_BY_DIFFID, _key(diff_id), json.dumps([m.to_json() for m in current]).encode())
             self.store.set(_BY_DIGEST, _key(meta.digest), str(diff_id).encode())
@@ -131,9 +150,12 @@ class V2MetadataService:
         if self.store is None:
             return "gzip"
         try:
-            return self.store.get(_COMPRESSION, _key(digest)).decode()
+            raw = self.store.get(_COMPRESSION, _key(digest))
         except ObjectNotFoundError:
             return "gzip"
+        if raw not in (b"gzip", b"zstd"):
+            raise CorruptStoreError(f"corrupt V2 metadata: compression of {digest} recorded as {raw[:16]!r}")
+        return raw.decode()
 
     def tag_and_add(self, diff_id: Digest, hmac_key: bytes | None, meta: V2Metadata) -> None:
         self.add(diff_id, V2Metadata(meta.digest, meta.source_repository, compute_v2_metadata_hmac(hmac_key, meta)))
@@ -144,13 +166,12 @@ class V2MetadataService:
         with self._lock:
             try:
                 diff_id = self.get_diff_id(meta.digest)
+            except CorruptStoreError:
+                self.store.delete(_BY_DIGEST, _key(meta.digest))
+                return
             except ObjectNotFoundError:
                 return
-            try:
-                current = self.get_metadata(diff_id)
-            except ObjectNotFoundError:
-                current = []
-            kept = [m for m in current if m != meta]
+            kept = [m for m in self._current(diff_id) if m != meta]
             if kept:
                 self.store.set(_BY_DIFFID, _key(diff_id), json.dumps([m.to_json() for m in kept]).encode())
             else:

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..digest import Digest
-from ..errors import DistributionError, ObjectNotFoundError
+from ..errors import CorruptStoreError, DistributionError, ObjectNotFoundError
 from ..fsutil import TMP_PREFIX, tmp_owner_gone
 from ..layer import Limits, produce_layer
 from ..mediatype import INDEX_TYPES
@@ -256,9 +256,11 @@ class Store:
 
         self.content.walk(check_blob)
         for image_id in self.images.list():
-            actual = Digest.from_bytes(self.images.get(image_id), image_id.algorithm)
-            if actual != image_id:
-                problems.append(f"image {image_id}: config digest is {actual}")
+            try:
+                self.images.get(image_id)  # verified against its ID
+            except CorruptStoreError as exc:
+                problems.append(str(exc))
+        problems += [str(exc) for exc in self.layers.damaged()]
         for info in self.layers.list():
             d = self.layers.layer_dir(info.chain_id)
             try:
@@ -271,10 +273,17 @@ class Store:
                 problems.append(f"layer {info.chain_id}: parent {info.parent} missing")
             if chain_id(info.parent, info.diff_id) != info.chain_id:
                 problems.append(f"layer {info.chain_id}: chain ID does not match its parent and diffID")
-        for name, repo in self.references.all().items():
+        try:
+            references = self.references.all()
+        except CorruptStoreError as exc:
+            return problems + [str(exc)]
+        for name, repo in references.items():
             for key, value in repo.items():
-                if not self.images.exists(Digest.parse(value)):
-                    problems.append(f"reference {key}: image {value} missing")
+                try:
+                    if not self.images.exists(Digest.parse(value)):
+                        problems.append(f"reference {key}: image {value} missing")
+                except DistributionError as exc:
+                    problems.append(f"reference {key}: {exc}")
         return problems
 
 

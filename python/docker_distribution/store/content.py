@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import shutil
 import time
@@ -37,16 +38,27 @@ from .. import _native
 from ..digest import Digest
 from ..errors import (
     AlreadyExistsError,
+    CorruptStoreError,
     DigestMismatchError,
+    DistributionError,
     FailedPreconditionError,
     LockedError,
     ObjectNotFoundError,
 )
-from ..fsutil import atomic_write, fsync_dir, unique_tmp
+from ..fsutil import atomic_write, fsync_dir, read_json, str_map, unique_tmp
 
 __all__ = ["ContentStore", "ContentWriter", "Info", "Status"]
 
 _READ_CHUNK = 1 << 20
+
+log = logging.getLogger(__name__)
+
+
+def _ingest_meta(m: object) -> bool:
+    """An ingest's ``meta.json`` as :meth:`ContentStore.writer` writes it."""
+    return isinstance(m, dict) and isinstance(m.get("ref"), str) and all(
+        isinstance(m.get(k), (int, float)) and not isinstance(m.get(k), bool) for k in ("started_at", "updated_at")) \
+        and isinstance(m.get("total") or 0, int) and isinstance(m.get("expected") or "", str)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,9 +130,14 @@ class ContentStore:
                     fn(self.info(Digest(alg_dir.name, blob.name)))
 
     def _read_labels(self, d: Digest) -> dict[str, str]:
+        """Labels are a cache (where a manifest came from): a damaged file counts as none, and
+        the next :meth:`update` writes a good one over it."""
         try:
-            return dict(json.loads(self._labels_path(d).read_text()))
+            return dict(read_json(self._labels_path(d), str_map))
         except FileNotFoundError:
+            return {}
+        except CorruptStoreError as exc:
+            log.warning("%s: ignoring its labels", exc)
             return {}
 
     # --- changing --------------------------------------------------------------------------
@@ -177,8 +194,8 @@ class ContentStore:
         meta_path = directory / "meta.json"
         now = time.time()
         try:
-            meta = json.loads(meta_path.read_text())
-        except (FileNotFoundError, ValueError):
+            meta = read_json(meta_path, lambda m: _ingest_meta(m) and m["ref"] == ref)
+        except (FileNotFoundError, CorruptStoreError):  # new, or a damaged record: start it afresh
             meta = {"ref": ref, "started_at": now}
         if descriptor is not None:
             meta["expected"], meta["total"] = str(descriptor.digest), descriptor.size
@@ -191,7 +208,7 @@ class ContentStore:
     def status(self, ref: str) -> Status:
         directory = self._ingest_dir(ref)
         try:
-            meta = json.loads((directory / "meta.json").read_text())
+            meta = read_json(directory / "meta.json", _ingest_meta)
         except FileNotFoundError:
             raise ObjectNotFoundError(f"ingest {ref}: not found") from None
         data = directory / "data"
@@ -202,8 +219,8 @@ class ContentStore:
 
     def list_statuses(self) -> Iterator[Status]:
         for d in sorted((self.root / "ingest").iterdir()):
-            with contextlib.suppress(FileNotFoundError, ValueError, KeyError):
-                yield self.status(json.loads((d / "meta.json").read_text())["ref"])
+            with contextlib.suppress(FileNotFoundError, DistributionError):  # gone, or unreadable
+                yield self.status(read_json(d / "meta.json", _ingest_meta)["ref"])
 
     def abort(self, ref: str) -> None:
         directory = self._ingest_dir(ref)

@@ -1,7 +1,8 @@
 """The image store: image configs by ID (the digest of the config bytes), kept byte for byte.
 
 Layout: ``<root>/<alg>/<hex>`` holds the exact config JSON received (raw bytes are the truth:
-the ID is their digest, and a push sends them unchanged).
+the ID is their digest, and a push sends them unchanged). Every read is verified against the
+ID; a damaged file is replaced when the same config is stored again (a new pull of the image).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import json
 from pathlib import Path
 
 from ..digest import Digest
-from ..errors import DistributionError, ObjectNotFoundError, StoreError
+from ..errors import CorruptStoreError, DistributionError, ObjectNotFoundError, StoreError
 from ..fsutil import atomic_write
 
 __all__ = ["ImageStore", "rootfs_diff_ids"]
@@ -49,20 +50,33 @@ class ImageStore:
             raise StoreError("invalid image configuration: not a JSON object")
         rootfs_diff_ids(doc)
         image_id = Digest.from_bytes(config)
-        path = self._path(image_id)
-        if not path.exists():
-            atomic_write(path, config)
+        try:
+            self.get(image_id)
+        except (ObjectNotFoundError, CorruptStoreError):  # absent, or damaged: these bytes verify
+            atomic_write(self._path(image_id), config)
         return image_id
 
     def get(self, image_id: Digest | str) -> bytes:
+        """The config's bytes, verified against the ID as moby's image store does on every read:
+        a file that no longer hashes to its name is a :class:`CorruptStoreError`."""
         d = image_id if isinstance(image_id, Digest) else Digest.parse(image_id)
+        path = self._path(d)
         try:
-            return self._path(d).read_bytes()
+            config = path.read_bytes()
         except FileNotFoundError:
             raise ObjectNotFoundError(f"image {d}: not found") from None
+        if Digest.from_bytes(config, d.algorithm) != d:
+            raise CorruptStoreError(f"image {d}: failed to verify: {path} does not hash to its name")
+        return config
 
     def exists(self, image_id: Digest) -> bool:
-        return self._path(image_id).is_file()
+        """Whether the config is here and verifies (a damaged one counts as absent, so a pull of
+        the image fetches and stores it again)."""
+        try:
+            self.get(image_id)
+        except (ObjectNotFoundError, CorruptStoreError):
+            return False
+        return True
 
     def delete(self, image_id: Digest | str) -> None:
         d = image_id if isinstance(image_id, Digest) else Digest.parse(image_id)

@@ -32,8 +32,8 @@ from typing import BinaryIO
 
 from .. import _native
 from ..digest import Digest
-from ..errors import ObjectNotFoundError, StoreError
-from ..fsutil import fsync_dir, unique_tmp
+from ..errors import CorruptStoreError, DistributionError, ObjectNotFoundError, StoreError
+from ..fsutil import fsync_dir, read_json, unique_tmp
 from ..layer import AppliedLayer, LayerApplier, Limits, TarReader, apply_layer
 
 __all__ = ["Layer", "LayerInfo", "LayerStore", "PendingLayer", "chain_id", "chain_of"]
@@ -63,9 +63,17 @@ class LayerInfo:
 
     @classmethod
     def _read(cls, directory: Path, cid: Digest) -> LayerInfo:
-        meta = json.loads((directory / "meta.json").read_text())
-        parent = meta.get("parent")
-        return cls(cid, Digest.parse(meta["diff_id"]), Digest.parse(parent) if parent else None, int(meta["size"]))
+        """The layer's ``meta.json``; one that is unreadable or of the wrong shape is a
+        :class:`CorruptStoreError`."""
+        path = directory / "meta.json"
+        meta = read_json(path, lambda m: isinstance(m, dict) and isinstance(m.get("diff_id"), str)
+                         and isinstance(m.get("parent"), (str, type(None)))
+                         and isinstance(m.get("size"), int) and not isinstance(m["size"], bool) and m["size"] >= 0)
+        try:
+            parent = meta["parent"]
+            return cls(cid, Digest.parse(meta["diff_id"]), Digest.parse(parent) if parent else None, meta["size"])
+        except DistributionError as exc:
+            raise CorruptStoreError(f"corrupt store file {path}: {exc}") from None
 
 
 class Layer:
@@ -229,11 +237,20 @@ class LayerStore:
             raise ObjectNotFoundError(f"layer {cid}: not found") from None
 
     def list(self) -> list[LayerInfo]:
-        out = []
+        """Every layer whose record reads back (:meth:`damaged` gives the others)."""
+        return [i for i in self._scan() if isinstance(i, LayerInfo)]
+
+    def damaged(self) -> builtins.list[CorruptStoreError]:
+        """One error, naming the file, per layer whose ``meta.json`` does not read back."""
+        return [i for i in self._scan() if isinstance(i, CorruptStoreError)]
+
+    def _scan(self) -> Iterator[LayerInfo | CorruptStoreError]:
         for d in sorted((self.root / "sha256").iterdir()):
             if not d.name.startswith(".") and (d / "meta.json").is_file():
-                out.append(LayerInfo._read(d, Digest("sha256", d.name)))
-        return out
+                try:
+                    yield LayerInfo._read(d, Digest("sha256", d.name))
+                except CorruptStoreError as exc:
+                    yield exc
 
     # --- references ------------------------------------------------------------------------
 
@@ -284,14 +301,22 @@ class LayerStore:
                 "size": applied.uncompressed_size}
         (pending.tmp / "meta.json").write_text(json.dumps(meta))
         final = self.layer_dir(cid)
-        try:
-            os.rename(pending.tmp, final)
-            fsync_dir(final.parent)
-        except OSError:
-            if not self.exists(cid):
-                pending._cleanup()
-                raise StoreError(f"could not publish layer {cid}") from None
-            shutil.rmtree(pending.tmp, ignore_errors=True)  # another writer registered it first
+        for _ in range(3):
+            try:
+                os.rename(pending.tmp, final)
+                fsync_dir(final.parent)
+                break
+            except OSError:
+                if not self.exists(cid):
+                    pending._cleanup()
+                    raise StoreError(f"could not publish layer {cid}") from None
+                try:
+                    self.info(cid)
+                except CorruptStoreError:  # a damaged record: the verified copy takes its place
+                    self._discard(final)
+                    continue
+                shutil.rmtree(pending.tmp, ignore_errors=True)  # another writer registered it first
+                break
         pending._unlock()
         return self.get(cid)
 
@@ -320,8 +345,14 @@ class LayerStore:
         d = self.layer_dir(cid)
         if not d.exists():
             raise ObjectNotFoundError(f"layer {cid}: not found")
+        self._discard(d)
+
+    def _discard(self, d: Path) -> None:
+        """Take a layer directory out of sight in one rename, then remove it (another thread or
+        process may have done either already)."""
         gone = unique_tmp(self.root / "tmp", "del-")
-        os.rename(d, gone)
+        with contextlib.suppress(FileNotFoundError):
+            os.rename(d, gone)
         shutil.rmtree(gone, ignore_errors=True)
 
     def leftovers(self) -> Iterator[Path]:

@@ -22,7 +22,7 @@ from ..errors import (
     ReferenceConflictError,
     ReferenceNotFoundError,
 )
-from ..fsutil import atomic_write, file_lock
+from ..fsutil import atomic_write, file_lock, read_json, str_map
 from ..reference import Reference, parse_normalized_named
 
 __all__ = ["Association", "ReferenceStore"]
@@ -42,12 +42,15 @@ class ReferenceStore:
         self._lock = path.with_name(path.name + ".lock")
 
     def _read(self) -> dict[str, dict[str, str]]:
+        """The tags; a file that is not ``{"Repositories": {name: {reference: image ID}}}`` is a
+        :class:`CorruptStoreError` (and ``_change`` then writes nothing over it)."""
         try:
-            doc = json.loads(self.path.read_text())
+            doc = read_json(self.path, lambda d: isinstance(d, dict) and (
+                d.get("Repositories") is None or isinstance(d["Repositories"], dict)
+                and all(v is None or str_map(v) for v in d["Repositories"].values())))
         except FileNotFoundError:
             return {}
-        repos = doc.get("Repositories") or {}
-        return {str(k): dict(v or {}) for k, v in repos.items()}
+        return {str(k): dict(v or {}) for k, v in (doc.get("Repositories") or {}).items()}
 
     def _change(self, fn: Callable[[dict[str, dict[str, str]]], T]) -> T:
         with file_lock(self._lock):
