@@ -21,6 +21,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Literal
 
 from harness import machine, steal_seconds, write_result
 from images import CACHE, SCRATCH, big_layers, data_layer
@@ -172,10 +173,10 @@ def main() -> None:
 
     sizes: dict[str, int] = {}
 
-    def ours_produce(codec: str, level: int | None = None) -> Callable[[], None]:
+    def ours_produce(codec: Literal["gzip", "zstd"], level: int | None = None) -> Callable[[], None]:
         def run() -> None:
             sizes[f"{codec}{level or ''}"] = sum(
-                produce_layer(WORK / f"o{i}", source_diff=(diffs / f"d{i}", diffs / f"s{i}"), compression=codec,  # type: ignore[arg-type]
+                produce_layer(WORK / f"o{i}", source_diff=(diffs / f"d{i}", diffs / f"s{i}"), compression=codec,
                               level=level).size
                 for i in range(len(tars)))
         return run

@@ -16,7 +16,7 @@ import io
 import os
 import random
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 CACHE = Path(__file__).resolve().parent / ".cache"
@@ -73,7 +73,7 @@ def _write_data(out: Path, size: int, seed: int = 42, per_file: int = 20 * MB) -
 def big_layers() -> list[Path]:
     """The three uncompressed tars of ``big`` (built on first use)."""
     CACHE.mkdir(exist_ok=True)
-    plan = [
+    plan: list[tuple[str, Callable[[Path], None]]] = [
         ("big-1-binaries.tar", lambda p: _write_files(p, _files("/usr/lib/x86_64-linux-gnu"), 310 * MB, None)),
         ("big-2-small-files.tar", lambda p: _write_files(p, _files("/usr/share"), None, 38_000)),
         ("big-3-data.tar", lambda p: _write_data(p, 200 * MB)),
