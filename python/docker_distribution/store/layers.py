@@ -33,7 +33,7 @@ from typing import BinaryIO
 from .. import _native
 from ..digest import Digest
 from ..errors import CorruptStoreError, DistributionError, ObjectNotFoundError, StoreError
-from ..fsutil import fsync_dir, read_json, unique_tmp
+from ..fsutil import file_lock, fsync_dir, read_json, unique_tmp
 from ..layer import AppliedLayer, LayerApplier, Limits, TarReader, apply_layer
 
 __all__ = ["Layer", "LayerInfo", "LayerStore", "PendingLayer", "chain_id", "chain_of"]
@@ -301,22 +301,14 @@ class LayerStore:
                 "size": applied.uncompressed_size}
         (pending.tmp / "meta.json").write_text(json.dumps(meta))
         final = self.layer_dir(cid)
-        for _ in range(3):
-            try:
-                os.rename(pending.tmp, final)
-                fsync_dir(final.parent)
-                break
-            except OSError:
-                if not self.exists(cid):
-                    pending._cleanup()
-                    raise StoreError(f"could not publish layer {cid}") from None
-                try:
-                    self.info(cid)
-                except CorruptStoreError:  # a damaged record: the verified copy takes its place
-                    self._discard(final)
-                    continue
-                shutil.rmtree(pending.tmp, ignore_errors=True)  # another writer registered it first
-                break
+        try:
+            os.rename(pending.tmp, final)
+            fsync_dir(final.parent)
+        except OSError:
+            if not self.exists(cid):
+                pending._cleanup()
+                raise StoreError(f"could not publish layer {cid}") from None
+            self._settle(cid, pending.tmp)
         pending._unlock()
         return self.get(cid)
 
@@ -347,6 +339,28 @@ class LayerStore:
             raise ObjectNotFoundError(f"layer {cid}: not found")
         self._discard(d)
 
+    def _settle(self, cid: Digest, staged: Path) -> None:
+        """Another copy of ``cid`` is in place: keep it and drop ``staged``, unless its record is
+        damaged, in which case ``staged`` (verified) takes its place. Repairs take turns on a
+        lock, so one never moves aside the copy another has just put in."""
+        final = self.layer_dir(cid)
+        with contextlib.suppress(CorruptStoreError):
+            self.info(cid)  # the usual case: another writer registered it first
+            shutil.rmtree(staged, ignore_errors=True)
+            return
+        with file_lock(self.root / "tmp" / f"repair-{cid.encoded}.lock"):
+            try:
+                self.info(cid)  # again: another repair may have come first
+            except CorruptStoreError:
+                self._discard(final)
+                try:
+                    os.rename(staged, final)
+                    fsync_dir(final.parent)
+                    return
+                except OSError:  # a first-time writer's copy went in meanwhile: it is kept
+                    self.info(cid)
+        shutil.rmtree(staged, ignore_errors=True)
+
     def _discard(self, d: Path) -> None:
         """Take a layer directory out of sight in one rename, then remove it (another thread or
         process may have done either already)."""
@@ -364,7 +378,10 @@ class LayerStore:
             if not lock.exists():
                 yield p
                 continue
-            fd = os.open(lock, os.O_RDWR)
+            try:
+                fd = os.open(lock, os.O_RDWR)
+            except FileNotFoundError:
+                continue  # its writer finished, or another process removed it, just now
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
