@@ -386,3 +386,19 @@ def test_a_damaged_store_file_is_a_typed_error_or_is_replaced_never_written_over
             metas = store.v2_metadata.get_metadata(diff_id)
             assert {m.source_repository for m in metas} >= {ref.name}
             assert all(store.v2_metadata.get_diff_id(m.digest) == diff_id for m in metas)
+
+
+def test_pulls_racing_to_repair_a_damaged_layer_all_succeed(pulled_root: Path, three_images: list[str],
+                                                             tmp_path: Path) -> None:
+    """Two processes of eight threads pull an image whose top layer record is damaged: each
+    fetches the layer again, the repairs take turns, and one verified copy ends up in place."""
+    import shutil
+    root = tmp_path / "root"
+    shutil.copytree(pulled_root, root, symlinks=True)
+    _store_file(root, "layer record").write_bytes(b"{}")
+    procs = [subprocess.Popen([sys.executable, "-c", _PULL_CHILD, str(root), three_images[0]]) for _ in range(2)]
+    assert [p.wait(timeout=300) for p in procs] == [0, 0]
+    store = Store(root)
+    assert store.verify() == [] and store.leftovers() == []
+    store.unpack(store.resolve(dd.parse_normalized_named(three_images[0])), tmp_path / "rootfs")
+    assert (tmp_path / "rootfs" / "data").stat().st_size == 2 << 20
