@@ -347,7 +347,7 @@ class _Puller:
 
     def _pull_layers(self, target: Descriptor, layers: Sequence[Descriptor], platform: Platform | None) -> Digest:
         images = self.config.image_store
-        if images.exists(target.digest) and self._layers_intact(target.digest):
+        if self._stored_whole(target.digest):
             return target.digest
         _check_supported_media_type(target.media_type)
         for d in layers:
@@ -392,16 +392,17 @@ class _Puller:
             if release is not None:
                 release()
 
-    def _layers_intact(self, image_id: Digest) -> bool:
-        """Whether every layer record of a stored image reads back; if one does not, the pull
-        goes on as if the image were absent, and a verified copy replaces what was damaged
-        (moby would call the image up to date and leave it unusable)."""
-        layers = self.config.download_manager.layer_store
+    def _stored_whole(self, image_id: Digest) -> bool:
+        """Whether the image's config and every one of its layer records read back verified. If
+        not, the pull goes on as if the image were absent, and verified copies replace what was
+        damaged (moby would call the image up to date and leave it unusable)."""
         try:
             cid = chain_of(self.config.image_store.diff_ids(image_id))
-            return cid is None or len(layers.chain(cid)) > 0
-        except DistributionError:
+            if cid is not None:
+                self.config.download_manager.layer_store.chain(cid)
+        except DistributionError:  # absent, or damaged
             return False
+        return True
 
     def _fetch_config(self, digest: Digest) -> bytes:
         try:

@@ -57,8 +57,12 @@ class V2Metadata:
         return {"Digest": str(self.digest), "SourceRepository": self.source_repository, "HMAC": self.hmac}
 
     @classmethod
-    def from_json(cls, doc: dict[str, str]) -> V2Metadata:
-        return cls(Digest.parse(doc["Digest"]), doc.get("SourceRepository", ""), doc.get("HMAC", ""))
+    def from_json(cls, doc: object) -> V2Metadata:
+        """One entry as moby writes it; an entry that is not an object of strings is a
+        ValueError, a bad digest an InvalidDigestError."""
+        if not isinstance(doc, dict) or not all(isinstance(doc.get(k, ""), str) for k in ("Digest", "SourceRepository", "HMAC")):
+            raise ValueError("not a V2 metadata entry")
+        return cls(Digest.parse(doc.get("Digest", "")), doc.get("SourceRepository", ""), doc.get("HMAC", ""))
 
 
 def compute_v2_metadata_hmac_key(auth_config: AuthConfig | None) -> bytes | None:
@@ -107,12 +111,10 @@ class V2MetadataService:
         raw = store.get(_BY_DIFFID, _key(diff_id))
         try:
             docs = json.loads(raw)
-            if not isinstance(docs, list) or not all(
-                    isinstance(d, dict) and all(isinstance(d.get(k, ""), str) for k in ("Digest", "SourceRepository", "HMAC"))
-                    for d in docs):
+            if not isinstance(docs, list):
                 raise ValueError("not a list of V2 metadata")
             return [V2Metadata.from_json(d) for d in docs]
-        except (ValueError, KeyError, DistributionError) as exc:
+        except (ValueError, DistributionError) as exc:
             raise CorruptStoreError(f"corrupt V2 metadata for {diff_id}: {exc}") from None
 
     def get_diff_id(self, digest: Digest) -> Digest:

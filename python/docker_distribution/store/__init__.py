@@ -255,13 +255,17 @@ class Store:
                 problems.append(f"content {info.digest}: digest is {actual}")
 
         self.content.walk(check_blob)
+        verified: set[Digest] = set()
         for image_id in self.images.list():
             try:
                 self.images.get(image_id)  # verified against its ID
+                verified.add(image_id)
             except CorruptStoreError as exc:
                 problems.append(str(exc))
-        problems += [str(exc) for exc in self.layers.damaged()]
-        for info in self.layers.list():
+        for info in self.layers.records():
+            if isinstance(info, CorruptStoreError):
+                problems.append(str(info))
+                continue
             d = self.layers.layer_dir(info.chain_id)
             try:
                 rebuilt = produce_layer(os.devnull, source_diff=(d / "diff", d / "tar-split.zst"), compression="none")
@@ -280,7 +284,7 @@ class Store:
         for name, repo in references.items():
             for key, value in repo.items():
                 try:
-                    if not self.images.exists(Digest.parse(value)):
+                    if Digest.parse(value) not in verified:
                         problems.append(f"reference {key}: image {value} missing")
                 except DistributionError as exc:
                     problems.append(f"reference {key}: {exc}")

@@ -237,14 +237,11 @@ class LayerStore:
             raise ObjectNotFoundError(f"layer {cid}: not found") from None
 
     def list(self) -> list[LayerInfo]:
-        """Every layer whose record reads back (:meth:`damaged` gives the others)."""
-        return [i for i in self._scan() if isinstance(i, LayerInfo)]
+        """Every layer whose record reads back (:meth:`records` gives the others too)."""
+        return [i for i in self.records() if isinstance(i, LayerInfo)]
 
-    def damaged(self) -> builtins.list[CorruptStoreError]:
-        """One error, naming the file, per layer whose ``meta.json`` does not read back."""
-        return [i for i in self._scan() if isinstance(i, CorruptStoreError)]
-
-    def _scan(self) -> Iterator[LayerInfo | CorruptStoreError]:
+    def records(self) -> Iterator[LayerInfo | CorruptStoreError]:
+        """Each layer's record, or the error (naming the file) of one that does not read back."""
         for d in sorted((self.root / "sha256").iterdir()):
             if not d.name.startswith(".") and (d / "meta.json").is_file():
                 try:
