@@ -23,11 +23,13 @@ pub struct PipeReader {
     current: Vec<u8>,
     pos: usize,
     ended: bool,
+    /// where chunks go once read, for the writer side to fill again (see [`PipeReader::recycling`])
+    recycle: Option<SyncSender<Vec<u8>>>,
 }
 
 pub fn pipe(capacity: usize) -> (PipeWriter, PipeReader) {
     let (tx, rx) = sync_channel(capacity);
-    (PipeWriter { tx }, PipeReader { rx, current: Vec::new(), pos: 0, ended: false })
+    (PipeWriter { tx }, PipeReader { rx, current: Vec::new(), pos: 0, ended: false, recycle: None })
 }
 
 impl PipeWriter {
@@ -57,8 +59,11 @@ impl Read for PipeReader {
             }
             match self.rx.recv() {
                 Ok(Msg::Data(d)) => {
-                    self.current = d;
+                    let used = std::mem::replace(&mut self.current, d);
                     self.pos = 0;
+                    if let (Some(back), true) = (&self.recycle, used.capacity() > 0) {
+                        let _ = back.try_send(used); // a full pool: the chunk is freed instead
+                    }
                 }
                 Ok(Msg::End) => {
                     self.ended = true;
@@ -127,6 +132,13 @@ impl io::Write for ChunkWriter {
 }
 
 impl PipeReader {
+    /// Send each chunk, once read, to `back`, so the writer side can fill it again instead of
+    /// allocating (and zeroing) a fresh one per chunk.
+    pub fn recycling(mut self, back: SyncSender<Vec<u8>>) -> PipeReader {
+        self.recycle = Some(back);
+        self
+    }
+
     /// The next chunk as sent (no copying into a caller's buffer); `None` at a clean end.
     pub fn next_chunk(&mut self) -> io::Result<Option<Vec<u8>>> {
         if self.pos < self.current.len() {

@@ -28,6 +28,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::sync::mpsc::{sync_channel, Receiver};
 use std::thread;
 
 use filetime::FileTime;
@@ -133,12 +134,15 @@ fn sibling(p: &Path, suffix: &str) -> PathBuf {
 fn run<R: Read + Send + 'static>(input: R, root: &Path, opts: &ApplyOptions, split: Option<SplitWriter>) -> Result<Applied> {
     let (tx, rx) = pipe(PIPE_DEPTH);
     let (hashed_tx, hashed_rx) = pipe(PIPE_DEPTH);
+    // the untar side hands each chunk it has read back to the decoder, to be filled again
+    let (recycle_tx, recycle_rx) = sync_channel(2 * PIPE_DEPTH + 2);
+    let hashed_rx = hashed_rx.recycling(recycle_tx);
     let expected = opts.expected_digest.clone();
     let size = opts.expected_size;
     let max_bytes = opts.limits.max_bytes;
     let decoder = thread::Builder::new()
         .name("dd-layer-decode".into())
-        .spawn(move || decode_into(input, expected, size, max_bytes, tx))?;
+        .spawn(move || decode_into(input, expected, size, max_bytes, tx, recycle_rx))?;
     let hasher = thread::Builder::new().name("dd-layer-diffid".into()).spawn(move || hash_through(rx, hashed_tx))?;
     let untarred = untar(hashed_rx, root, opts, split);
     let hashed = hasher.join().map_err(|_| Error::InvalidLayer("diffID thread panicked".into()))?;
@@ -189,13 +193,22 @@ struct Decoded {
 }
 
 /// The decoder thread: verify the compressed stream (digest and size) and decompress it.
-fn decode_into<R: Read + Send>(input: R, expected: Option<Digest>, size: Option<u64>, max_bytes: u64, tx: PipeWriter) -> Result<Decoded> {
+fn decode_into<R: Read + Send>(
+    input: R,
+    expected: Option<Digest>,
+    size: Option<u64>,
+    max_bytes: u64,
+    tx: PipeWriter,
+    recycled: Receiver<Vec<u8>>,
+) -> Result<Decoded> {
     let mut verifier = VerifyingReader::new(input, expected, size);
     let mut uncompressed = 0u64;
     let res = (|| -> Result<Compression> {
         let (kind, mut dec) = decompress(&mut verifier)?;
         loop {
-            let mut buf = vec![0u8; CHUNK];
+            // a chunk the untar side is done with, else a new one; only bytes never written are zeroed
+            let mut buf = recycled.try_recv().unwrap_or_default();
+            buf.resize(CHUNK, 0);
             let mut filled = 0;
             while filled < CHUNK {
                 match dec.read(&mut buf[filled..]) {
