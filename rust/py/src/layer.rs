@@ -107,10 +107,10 @@ impl LayerApplier {
     /// Hand over the next bytes of the (compressed) layer. Raises once the applier has failed.
     #[pyo3(signature = (data, /))]
     fn feed(&self, py: Python<'_>, data: &[u8]) -> NativeResult<()> {
-        let chunk = data.to_vec();
         let guard = self.tx.lock().expect("applier lock");
         let Some(tx) = guard.as_ref() else { return Err(NativeError(Error::Cancelled)) };
-        match py.detach(|| tx.send(chunk)) {
+        // the copy too is made without the GIL (the caller's bytes object is immutable and alive)
+        match py.detach(|| tx.send(data.to_vec())) {
             Ok(()) => Ok(()),
             Err(_) => {
                 drop(guard);
