@@ -7,6 +7,7 @@ import io
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -340,7 +341,6 @@ def test_a_damaged_store_file_is_a_typed_error_or_is_replaced_never_written_over
     from docker_distribution.cli import main
 
     root = tmp_path / "root"
-    import shutil
     shutil.copytree(pulled_root, root, symlinks=True)
     path = _store_file(root, role)
     path.write_bytes(_DAMAGE[damage])
@@ -392,7 +392,6 @@ def test_pulls_racing_to_repair_a_damaged_layer_all_succeed(pulled_root: Path, t
                                                              tmp_path: Path) -> None:
     """Two processes of eight threads pull an image whose top layer record is damaged: each
     fetches the layer again, the repairs take turns, and one verified copy ends up in place."""
-    import shutil
     root = tmp_path / "root"
     shutil.copytree(pulled_root, root, symlinks=True)
     _store_file(root, "layer record").write_bytes(b"{}")

@@ -61,8 +61,10 @@ impl Read for PipeReader {
                 Ok(Msg::Data(d)) => {
                     let used = std::mem::replace(&mut self.current, d);
                     self.pos = 0;
-                    if let (Some(back), true) = (&self.recycle, used.capacity() > 0) {
-                        let _ = back.try_send(used); // a full pool: the chunk is freed instead
+                    if let Some(back) = &self.recycle {
+                        if used.capacity() > 0 {
+                            let _ = back.try_send(used); // a full pool: the chunk is freed instead
+                        }
                     }
                 }
                 Ok(Msg::End) => {

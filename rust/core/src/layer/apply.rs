@@ -134,8 +134,9 @@ fn sibling(p: &Path, suffix: &str) -> PathBuf {
 fn run<R: Read + Send + 'static>(input: R, root: &Path, opts: &ApplyOptions, split: Option<SplitWriter>) -> Result<Applied> {
     let (tx, rx) = pipe(PIPE_DEPTH);
     let (hashed_tx, hashed_rx) = pipe(PIPE_DEPTH);
-    // the untar side hands each chunk it has read back to the decoder, to be filled again
-    let (recycle_tx, recycle_rx) = sync_channel(2 * PIPE_DEPTH + 2);
+    // the untar side hands each chunk it has read back to the decoder, to be filled again; the
+    // pool holds every chunk that can be in flight (both pipes, plus one in each thread's hands)
+    let (recycle_tx, recycle_rx) = sync_channel(2 * PIPE_DEPTH + 3);
     let hashed_rx = hashed_rx.recycling(recycle_tx);
     let expected = opts.expected_digest.clone();
     let size = opts.expected_size;
