@@ -1,4 +1,4 @@
-"""moby's xfer tests (spec §7.7–7.8) against our transfer and download managers."""
+"""moby's xfer tests (spec §7.7–7.9) against our transfer, download and upload managers."""
 
 from __future__ import annotations
 
@@ -14,11 +14,13 @@ import pytest
 from docker_distribution import errors as E
 from docker_distribution.progress import CollectingProgress, Progress
 from docker_distribution.store.layers import LayerStore, PendingLayer, chain_id
+from docker_distribution.descriptor import Descriptor
 from docker_distribution.xfer import (
     LayerDownloadManager,
     TransferContext,
     TransferManager,
 )
+from docker_distribution.xfer.upload import LayerUploadManager
 
 
 def _counting_job(steps: int = 10, delay: float = 0.005, inactive_at: int | None = None):  # type: ignore[no-untyped-def]
@@ -261,3 +263,102 @@ def test_max_download_attempts(tmp_path: Path, fails: int, max_attempts: int, er
         with pytest.raises(E.DistributionError) as info:
             manager.download([], [desc], CollectingProgress())
         assert str(info.value) == error
+
+
+# --- the upload manager (spec §7.9) ------------------------------------------------------------
+
+# moby's uploadDescriptors: (diffID, simulated failures); the first is there twice
+UPLOADS = [
+    ("sha256:cbbf2f9a99b47fc460d422812b6a5adff7dfee951d8fa2e4a98caa0382cfbdbf", 0),
+    ("sha256:1515325234325236634634608943609283523908626098235490238423902343", 0),
+    ("sha256:6929356290463485374960346430698374523437683470934634534953453453", 0),
+    ("sha256:cbbf2f9a99b47fc460d422812b6a5adff7dfee951d8fa2e4a98caa0382cfbdbf", 0),
+    ("sha256:8159352387436803946235346346368745389534789534897538734598734987", 1),
+    ("sha256:4637863963478346897346987346987346789346789364879364897364987346", 0),
+]
+UPLOAD_LIMIT = 3
+
+
+class MockUploadDescriptor:
+    """moby's mockUploadDescriptor: 11 steps of 10 ms, failing ``retries`` times, and failing
+    with ``concurrency limit exceeded`` if more than the manager's limit run at once."""
+
+    lock = threading.Lock()
+    running = 0
+    peak = 0
+
+    def __init__(self, diff_id: str, retries: int = 0) -> None:
+        self.diff_id = diff_id
+        self.retries = retries
+        self.attempts = 0
+        self.finished = 0
+        self.remote: Descriptor | None = None
+
+    def key(self) -> str:
+        return self.diff_id
+
+    def id(self) -> str:
+        return self.diff_id
+
+    def upload(self, ctx: TransferContext) -> Descriptor:
+        with MockUploadDescriptor.lock:
+            MockUploadDescriptor.running += 1
+            MockUploadDescriptor.peak = max(MockUploadDescriptor.peak, MockUploadDescriptor.running)
+            over = MockUploadDescriptor.running > UPLOAD_LIMIT
+        try:
+            self.attempts += 1
+            if over:
+                raise E.DistributionError("concurrency limit exceeded")
+            for i in range(11):
+                ctx.check()
+                time.sleep(0.01)
+                ctx.progress(Progress(self.diff_id, action="Pushing", current=i, total=10))
+            if self.retries:
+                self.retries -= 1
+                raise E.DistributionError("simulating retry")
+            self.finished += 1
+            return Descriptor(media_type="application/vnd.docker.image.rootfs.diff.tar.gzip",
+                              digest=dd.Digest.parse(self.diff_id), size=11)
+        finally:
+            with MockUploadDescriptor.lock:
+                MockUploadDescriptor.running -= 1
+
+    def set_remote_descriptor(self, d: Descriptor) -> None:
+        self.remote = d
+
+
+def _uploads() -> list[MockUploadDescriptor]:
+    MockUploadDescriptor.running = MockUploadDescriptor.peak = 0
+    return [MockUploadDescriptor(d, r) for d, r in UPLOADS]
+
+
+def test_successful_upload() -> None:
+    manager = LayerUploadManager(UPLOAD_LIMIT, wait_duration=0.001)
+    descs = _uploads()
+    out = CollectingProgress()
+    manager.upload(descs, out)
+    assert MockUploadDescriptor.peak <= UPLOAD_LIMIT
+    # the duplicate key is uploaded once, and both descriptors learn the result
+    assert [d.attempts for d in descs] == [1, 1, 1, 0, 2, 1]
+    assert sum(d.finished for d in descs) == 5
+    assert all(d.remote is not None and str(d.remote.digest) == d.diff_id for d in descs)
+    retried = UPLOADS[4][0]
+    assert any(p.id == retried and p.action.startswith("Retrying in") for p in out.items)
+    assert {p.id for p in out.items if p.action == "Preparing"} == {d for d, _ in UPLOADS}
+    assert any(p.action == "Waiting" for p in out.items)  # 5 distinct uploads, 3 slots
+
+
+def test_cancelled_upload() -> None:
+    manager = LayerUploadManager(UPLOAD_LIMIT, wait_duration=0.001)
+    descs = _uploads()
+    cancel = threading.Event()
+    threading.Timer(0.001, cancel.set).start()
+    with pytest.raises(E.OperationCancelledError):
+        manager.upload(descs, CollectingProgress(), cancel)
+    # the running uploads are cancelled too (each needs 110 ms to finish): none completes
+    deadline = time.monotonic() + 5
+    while MockUploadDescriptor.running and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.2)
+    assert MockUploadDescriptor.running == 0
+    assert sum(d.finished for d in descs) == 0 and all(d.remote is None for d in descs)
