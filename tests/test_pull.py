@@ -204,6 +204,7 @@ def test_cli_pull_images_unpack_rmi(registry: Registry, layers: list[Path], tmp_
     out = run("pull", ref_s)
     assert "Pull complete" in out and out.strip().splitlines()[-1] == ref_s
     assert "Status: Downloaded newer image for" in out
+    assert run("pull", "-q", ref_s) == f"{ref_s}\n"  # as docker pull -q: the reference, nothing else
     json_out = run("pull", "--json", ref_s)
     assert '{"status":"Status: Image is up to date for ' + ref_s + '"}' in json_out
     listing = run("images")

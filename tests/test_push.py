@@ -132,6 +132,9 @@ def test_cli_tag_and_push_at_a_chosen_zstd_level(registry_factory: object, pulle
         expected.append(str(made.digest))
     assert [layer["digest"] for layer in raw["layers"]] == expected
     assert {layer["mediaType"] for layer in raw["layers"]} == {"application/vnd.oci.image.layer.v1.tar+zstd"}
+    # quiet, as docker push -q: no progress, only the reference pushed
+    quiet = run("push", "-q", "--compression", "zstd", "--compression-level", "19", dst)
+    assert (quiet.returncode, quiet.stdout, quiet.stderr) == (0, f"{dst}\n", "")
 
 
 def test_push_config_refuses_a_codec_or_level_it_cannot_make() -> None:

@@ -32,6 +32,8 @@ from .registry.service import (
 )
 from .store import ROOT_ENV, Store
 from .tags import tags
+from .xfer.download import DEFAULT_MAX_CONCURRENT_DOWNLOADS
+from .xfer.upload import DEFAULT_MAX_CONCURRENT_UPLOADS
 
 
 def _store(args: argparse.Namespace) -> Store:
@@ -62,6 +64,8 @@ def _cmd_push(args: argparse.Namespace) -> int:
     cfg = Config(registry_service=_service(args), progress_output=out)
     push_image(ref, _store(args), config=cfg, compression=args.compression, compression_level=args.compression_level,
                max_concurrent_uploads=args.max_concurrent_uploads)
+    if args.quiet:
+        print(ref)  # docker push -q prints the full reference it pushed
     return 0
 
 
@@ -214,7 +218,7 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("digest", help="print the digest and size of files (hashed natively)")
     p.add_argument("files", nargs="+", metavar="FILE")
-    p.add_argument("--algorithm", default=SHA256, choices=["sha256", "sha384", "sha512"])
+    p.add_argument("--algorithm", default=SHA256, choices=["sha256", "sha384", "sha512"], help="default: sha256")
     p.set_defaults(func=_cmd_digest)
 
     p = sub.add_parser("tags", parents=[registry_opts], help="list the tags of a remote repository")
@@ -224,29 +228,33 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("login", parents=[registry_opts], help="log in to a registry and store the credentials")
     p.add_argument("server", nargs="?", metavar="SERVER")
     p.add_argument("-u", "--username")
-    p.add_argument("-p", "--password")
-    p.add_argument("--password-stdin", action="store_true")
+    p.add_argument("-p", "--password", help="visible to other users of this machine; prefer --password-stdin")
+    p.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
     p.set_defaults(func=_cmd_login)
 
     p = sub.add_parser("pull", parents=[registry_opts], help="pull an image into the local store")
     p.add_argument("ref", metavar="REF")
     p.add_argument("-a", "--all-tags", action="store_true", help="pull every tag of the repository")
-    p.add_argument("--platform", metavar="OS/ARCH[/VARIANT]")
-    p.add_argument("--max-concurrent-downloads", type=int, default=3)
+    p.add_argument("--platform", metavar="OS/ARCH[/VARIANT]",
+                   help="the platform to take from a multi-platform image (default: this machine's)")
+    p.add_argument("--max-concurrent-downloads", type=int, default=DEFAULT_MAX_CONCURRENT_DOWNLOADS, metavar="N",
+                   help=f"layers downloaded at once (default {DEFAULT_MAX_CONCURRENT_DOWNLOADS})")
     p.add_argument("--parallel-ranges", type=int, default=1, metavar="N",
                    help="fetch each layer of 32 MiB or more as N Range requests at once (default 1: one stream)")
-    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress; print only the reference pulled")
     p.add_argument("--json", action="store_true", help="moby's JSON progress stream, one object per line")
     p.set_defaults(func=_cmd_pull)
 
     p = sub.add_parser("push", parents=[registry_opts], help="push an image from the local store")
     p.add_argument("ref", metavar="REF")
     p.add_argument("-a", "--all-tags", action="store_true", help="push every local tag of the repository")
-    p.add_argument("--compression", choices=["gzip", "zstd"], default="gzip")
+    p.add_argument("--compression", choices=["gzip", "zstd"], default="gzip",
+                   help="how layers are compressed on the fly (default: gzip; zstd goes beyond docker push)")
     p.add_argument("--compression-level", type=int, default=None, metavar="N",
                    help="gzip 1-12 (default 1) or zstd 1-22 (default 3)")
-    p.add_argument("--max-concurrent-uploads", type=int, default=5)
-    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("--max-concurrent-uploads", type=int, default=DEFAULT_MAX_CONCURRENT_UPLOADS, metavar="N",
+                   help=f"layers uploaded at once (default {DEFAULT_MAX_CONCURRENT_UPLOADS})")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress; print only the reference pushed")
     p.add_argument("--json", action="store_true", help="moby's JSON progress stream, one object per line")
     p.set_defaults(func=_cmd_push)
 
