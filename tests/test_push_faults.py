@@ -156,6 +156,24 @@ def test_a_manifest_put_failing_for_good_is_a_typed_error_and_a_rerun_completes(
 # --- resume from the registry's offset ----------------------------------------------------
 
 
+def test_oci_chunk_min_length_switches_the_upload_to_chunks_of_that_size(registry: Registry, proxy: FaultProxy,
+                                                                         tmp_path: Path, repo_name: str) -> None:
+    """A registry that asks for chunks (``OCI-Chunk-Min-Length`` on the session's POST) gets PATCHes
+    with contiguous ``Content-Range``s, each but the last exactly that long; the blob arrives whole."""
+    min_len = 20 << 20  # above our 16 MiB default chunk, so the registry's value is what decides
+    store, image_id = _local_image(tmp_path / "s", tmp_path, f"{proxy.host}/{repo_name}:v1", big=44 << 20)
+    proxy.add(Fault(match="/blobs/uploads/", method="POST", headers={"OCI-Chunk-Min-Length": str(min_len)}, times=10))
+    _push(store, f"{proxy.host}/{repo_name}:v1")
+    patches = [h for (m, _, h) in proxy.requests if m == "PATCH"]
+    lengths = [int(h["Content-Length"]) for h in patches]
+    assert len(patches) == 3 and lengths[:2] == [min_len, min_len] and 0 < lengths[2] <= min_len, lengths
+    offset = 0
+    for h, n in zip(patches, lengths):
+        assert h["Content-Range"] == f"{offset}-{offset + n - 1}"
+        offset += n
+    _pulls_back(registry.host, f"{repo_name}:v1", tmp_path, image_id)
+
+
 def test_an_upload_cut_mid_layer_resumes_from_the_reported_offset(registry: Registry, front: FaultProxy,
                                                                   tmp_path: Path, repo_name: str) -> None:
     store, image_id = _local_image(tmp_path / "s", tmp_path, f"{front.host}/{repo_name}:v1")

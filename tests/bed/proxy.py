@@ -15,7 +15,9 @@ request by path substring (first match, each fault used ``times`` times), can:
 * ``length_delta``: announce a Content-Length off by this many bytes (the body itself unchanged;
   the connection is closed after it);
 * ``cut_request_after``: read N bytes of the request body, then drop the connection unanswered;
-* ``flip_request_byte``: flip the byte at offset N of the request body before forwarding it.
+* ``flip_request_byte``: flip the byte at offset N of the request body before forwarding it;
+* ``headers``: add these headers to the registry's answer (say, ``OCI-Chunk-Min-Length``, which
+  distribution 2.8 never sends).
 
 Every response body byte sent and request body byte read is counted per path, so tests can
 measure what was re-fetched and re-sent.
@@ -58,6 +60,7 @@ class Fault:
     length_delta: int | None = None
     cut_request_after: int | None = None
     flip_request_byte: int | None = None
+    headers: dict[str, str] | None = None
 
 
 class FaultProxy:
@@ -238,6 +241,8 @@ class FaultProxy:
             elif k.lower() == "content-length" and fault and fault.length_delta is not None:
                 v = str(max(0, int(v) + fault.length_delta))
                 h.close_connection = True
+            h.send_header(k, v)
+        for k, v in (fault.headers or {}).items() if fault else ():
             h.send_header(k, v)
         if resp.getheader("Content-Length") is None and h.command != "HEAD" and resp.status not in (204, 304):
             h.send_header("Connection", "close")  # an upstream chunked body is relayed up to the close

@@ -223,7 +223,9 @@ class Repository:
         resp.close()
         if resp.status_code == 201 and mount is not None:
             return self.stat_blob(mount)
-        return BlobUpload(self, _location(resp, url), resp.headers.get("Docker-Upload-UUID", ""))
+        session = BlobUpload(self, _location(resp, url), resp.headers.get("Docker-Upload-UUID", ""))
+        session._update(resp)  # the session's first answer may already ask for chunks (OCI-Chunk-Min-Length)
+        return session
 
     def upload_monolithic(self, data: bytes, digest: Digest) -> Descriptor:
         """One POST, then one PUT with the whole body: for small blobs."""
