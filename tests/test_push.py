@@ -75,6 +75,26 @@ def test_push_to_another_repo_mounts_every_layer(registry: Registry, pulled: tup
         proxy.stop()
 
 
+def test_a_name_only_push_pushes_every_local_tag_in_order_and_records_digests(
+        registry: Registry, pulled: tuple[Store, dd.Reference, dd.Digest], repo_name: str) -> None:
+    """moby's pushRepository: a name without tag or digest pushes each local tag of the repository,
+    in the reference store's order (by the full reference string), skipping digest references."""
+    store, _, image_id = pulled
+    name = dd.parse_normalized_named(f"{registry.host}/{repo_name}-all")
+    for tag in ("b", "10", "a"):
+        store.references.add_tag(name.with_tag(tag), image_id)
+    store.references.add_digest(name.with_digest(image_id), image_id)  # not a tag: not pushed by itself
+    out = CollectingProgress()
+    push_image(name, store, config=ANON, progress_output=out)
+    done = [t.split(":")[0] for t in out.texts() if ": digest: sha256:" in t]
+    assert done == ["10", "a", "b"]
+    assert [p.aux["Tag"] for p in out.items if p.aux] == ["10", "a", "b"]
+    assert sorted(dd.tags(name, ANON)) == ["10", "a", "b"]
+    # each tag's manifest digest is now a digest reference of the image
+    manifest = [t.split()[2] for t in out.texts() if t.startswith("10: digest: ")][0]
+    assert store.references.get(name.with_digest(dd.Digest.parse(manifest))) == image_id
+
+
 def test_push_to_a_second_registry_round_trips_through_skopeo_and_umoci(
         registry_factory: object, pulled: tuple[Store, dd.Reference, dd.Digest], tmp_path: Path) -> None:
     store, ref, image_id = pulled
