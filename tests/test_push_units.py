@@ -192,3 +192,49 @@ def test_push_registry_when_auth_info_empty() -> None:
     with pytest.raises(E.UnauthorizedError):
         pd.upload(ctx)  # type: ignore[arg-type]
     assert md.removed == [] and meta.removed == []
+
+
+# --- the manifest bytes (spec §3.3 step 5) ----------------------------------------------------
+
+def test_schema2_manifest_bytes_are_gos_marshal_indent() -> None:
+    """``json.MarshalIndent(m, "", "   ")`` of moby's schema2 manifest, byte for byte: its key
+    order, no trailing newline, omitempty fields left out (a size of 0 too), map keys sorted, and
+    Go's string escapes (HTML's <, > and &, U+2028 and U+2029)."""
+    from docker_distribution.manifest import schema2_manifest_bytes
+
+    a, b, c = (dd.Digest.parse("sha256:" + ch * 64) for ch in "abc")
+    config = Descriptor("application/vnd.docker.container.image.v1+json", a, 1469)
+    layer = Descriptor("application/vnd.docker.image.rootfs.diff.tar.gzip", b, 2814446)
+    foreign = Descriptor("application/vnd.docker.image.rootfs.foreign.diff.tar.gzip", c, 0,
+                         urls=("https://example.com/l?x=1&y=<2>",), annotations={"z": "1", "a": "line\u2028sep"})
+    expected = (
+        '{\n'
+        '   "schemaVersion": 2,\n'
+        '   "mediaType": "application/vnd.docker.distribution.manifest.v2+json",\n'
+        '   "config": {\n'
+        '      "mediaType": "application/vnd.docker.container.image.v1+json",\n'
+        '      "size": 1469,\n'
+        f'      "digest": "{a}"\n'
+        '   },\n'
+        '   "layers": [\n'
+        '      {\n'
+        '         "mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",\n'
+        '         "size": 2814446,\n'
+        f'         "digest": "{b}"\n'
+        '      },\n'
+        '      {\n'
+        '         "mediaType": "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",\n'
+        f'         "digest": "{c}",\n'
+        '         "urls": [\n'
+        '            "https://example.com/l?x=1\\u0026y=\\u003c2\\u003e"\n'
+        '         ],\n'
+        '         "annotations": {\n'
+        '            "a": "line\\u2028sep",\n'
+        '            "z": "1"\n'
+        '         }\n'
+        '      }\n'
+        '   ]\n'
+        '}'
+    ).encode()
+    assert schema2_manifest_bytes(config, [layer, foreign]) == expected
+    assert schema2_manifest_bytes(config, []).endswith(b'   "layers": []\n}')

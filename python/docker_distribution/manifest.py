@@ -150,9 +150,28 @@ def detect_manifest_blob_media_type(dt: bytes) -> str:
     raise InvalidManifestError("media-type: cannot determine")
 
 
+#: what Go's encoding/json escapes in strings beyond Python's json: HTML's <, > and &, and the
+#: JavaScript line terminators U+2028 and U+2029 (both only ever occur inside strings)
+_GO_ESCAPES = (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("\u2028", "\\u2028"), ("\u2029", "\\u2029"))
+
+
+def _schema2_descriptor(d: Descriptor) -> dict[str, Any]:
+    """A descriptor as Go marshals moby's ``distribution.Descriptor``: every field omitempty (a
+    size of 0 is left out), map keys sorted."""
+    doc = d.to_json()
+    for key in ("mediaType", "size"):
+        if not doc[key]:
+            del doc[key]
+    if "annotations" in doc:
+        doc["annotations"] = dict(sorted(doc["annotations"].items()))
+    return doc
+
+
 def schema2_manifest_bytes(config: Descriptor, layers: list[Descriptor], media_type: str = DOCKER_MANIFEST) -> bytes:
     """moby's serialisation: ``json.MarshalIndent(m, "", "   ")``, its key order, no trailing newline."""
-    doc = {"schemaVersion": 2, "mediaType": media_type, "config": config.to_json(),
-           "layers": [layer.to_json() for layer in layers]}
-    return json.dumps(doc, indent=3, ensure_ascii=False).encode().replace(b"<", b"\\u003c").replace(b">", b"\\u003e") \
-        .replace(b"&", b"\\u0026")
+    doc = {"schemaVersion": 2, "mediaType": media_type, "config": _schema2_descriptor(config),
+           "layers": [_schema2_descriptor(layer) for layer in layers]}
+    text = json.dumps(doc, indent=3, ensure_ascii=False)
+    for char, escaped in _GO_ESCAPES:
+        text = text.replace(char, escaped)
+    return text.encode()
