@@ -312,3 +312,25 @@ def test_secrets_stay_out_of_reprs_and_urls() -> None:
         assert secret not in text
     assert redact_url("https://user:pw@h/v2/x/blobs/uploads/u?_state=SECRET&digest=sha256:ab") == \
         "https://h/v2/x/blobs/uploads/u?_state=REDACTED&digest=sha256:ab"
+
+
+@pytest.mark.parametrize("transport_ok, tried", [(True, ["https"]), (False, ["https", "http"])])
+def test_pull_endpoints_skip_http_on_a_host_whose_tls_answered(transport_ok: bool, tried: list[str]) -> None:
+    """moby's pullEndpoints (spec §2.2): an insecure registry is tried over https, then http; after
+    a fallback from an https endpoint whose TLS worked (``transport_ok``), that host's http endpoint
+    is skipped and the https endpoint's error is the one reported."""
+    from docker_distribution.config import Config
+    from docker_distribution.fallback import pull_endpoints
+    from docker_distribution.registry.service import APIEndpoint
+
+    svc = RegistryService(ServiceOptions(insecure_registries=["127.0.0.1:5000"]))
+    seen: list[str] = []
+
+    def attempt(endpoint: APIEndpoint, _: object) -> None:
+        seen.append(endpoint.scheme)
+        raise E.FallbackError(E.DistributionError(f"{endpoint.scheme} failed"), transport_ok=transport_ok)
+
+    with pytest.raises(E.DistributionError) as info:
+        pull_endpoints(parse_normalized_named("127.0.0.1:5000/app:v1"), Config(registry_service=svc), attempt)
+    assert seen == tried
+    assert str(info.value) == f"{tried[-1]} failed"
