@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import docker_distribution as dd
 import pytest
@@ -204,3 +208,16 @@ def test_a_wrongly_typed_field_is_an_unmarshal_error() -> None:
         _config_rootfs(b'{"os": "linux", "rootfs": {"diff_ids": 7}}')
     assert _config_rootfs(json.dumps({"os": "linux", "rootfs": {"type": "layers", "diff_ids": [d]}}).encode()) == [
         dd.Digest.parse(d)]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["pull", "--max-concurrent-downloads", "-1"], "invalid max concurrent downloads: -1"),
+    (["pull", "--parallel-ranges", "0"], "invalid parallel ranges: 0: use 1 (one stream) or more"),
+    (["push", "--max-concurrent-uploads", "-5"], "invalid max concurrent uploads: -5"),
+])
+def test_cli_refuses_negative_counts_before_any_request(tmp_path: Path, argv: list[str], message: str) -> None:
+    """A negative concurrency used to pass through and leave every transfer waiting for a slot."""
+    exe = str(Path(sys.executable).parent / "docker-distribution")
+    proc = subprocess.run([exe, "--root", str(tmp_path / "root"), *argv, "127.0.0.1:1/x:y"], capture_output=True,
+                          text=True, env={**os.environ, "DOCKER_CONFIG": str(tmp_path / "cfg")}, timeout=60)
+    assert (proc.returncode, proc.stderr) == (1, f"Error: {message}\n")

@@ -362,3 +362,37 @@ def test_cancelled_upload() -> None:
     time.sleep(0.2)
     assert MockUploadDescriptor.running == 0
     assert sum(d.finished for d in descs) == 0 and all(d.remote is None for d in descs)
+
+
+# --- limits (spec §8: negative counts are refused; a concurrency of 0 means no limit) ----------
+
+def test_negative_counts_are_refused_with_mobys_messages(tmp_path: Path) -> None:
+    store = LayerStore(tmp_path)
+    cases = [
+        (lambda: LayerDownloadManager(store, -1), "invalid max concurrent downloads: -1"),
+        (lambda: LayerDownloadManager(store, max_attempts=-2), "invalid max download attempts: -2"),
+        (lambda: LayerDownloadManager(store).set_concurrency(-3), "invalid max concurrent downloads: -3"),
+        (lambda: LayerUploadManager(-1), "invalid max concurrent uploads: -1"),
+        (lambda: LayerUploadManager().set_concurrency(-4), "invalid max concurrent uploads: -4"),
+    ]
+    for make, message in cases:
+        with pytest.raises(E.InvalidOptionError) as info:
+            make()
+        assert str(info.value) == message
+
+
+def test_a_concurrency_of_zero_means_no_limit() -> None:
+    tm = TransferManager(0)
+    go = threading.Event()
+
+    def job(ctx: TransferContext) -> int:
+        ctx.wait_for_slot()
+        go.wait(5)
+        return 1
+
+    started = [tm.transfer(f"k{i}", job, CollectingProgress()) for i in range(8)]
+    assert all(t.started for t, _ in started) and tm.active == 8  # none waits for a slot
+    go.set()
+    for t, w in started:
+        assert t.done.wait(5) and t.result == 1
+        t.release(w)

@@ -32,6 +32,7 @@ from .errors import (
     DoNotRetry,
     FallbackError,
     ImageConfigPullError,
+    InvalidOptionError,
     ObjectNotFoundError,
     ReferenceNotFoundError,
     TransportError,
@@ -123,6 +124,10 @@ class ImagePullConfig(Config):
     #: (beyond moby; 1 = one stream, as moby). Pays where one connection is slower than the link
     parallel_ranges: int = 1
     parallel_range_min: int = 32 << 20
+
+    def __post_init__(self) -> None:
+        if self.parallel_ranges < 1:
+            raise InvalidOptionError(f"invalid parallel ranges: {self.parallel_ranges}: use 1 (one stream) or more")
 
 
 def pull(ref: Reference, config: ImagePullConfig, local: ContentStore) -> None:

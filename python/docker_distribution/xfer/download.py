@@ -28,6 +28,7 @@ from .transfer import (
     TransferContext,
     TransferManager,
     Watcher,
+    check_count,
     should_retry,
 )
 
@@ -64,8 +65,8 @@ class LayerDownloadManager:
     def __init__(self, layer_store: LayerStore, concurrency: int = DEFAULT_MAX_CONCURRENT_DOWNLOADS, *,
                  max_attempts: int = DEFAULT_MAX_DOWNLOAD_ATTEMPTS, wait_duration: float = DEFAULT_WAIT_DURATION) -> None:
         self.layer_store = layer_store
-        self.tm = TransferManager(concurrency)
-        self.max_attempts = max_attempts
+        self.tm = TransferManager(concurrency, "max concurrent downloads")
+        self.max_attempts = check_count(max_attempts, "max download attempts")
         self.wait_duration = wait_duration
 
     def set_concurrency(self, concurrency: int) -> None:

@@ -24,6 +24,7 @@ from .transfer import (
     TransferContext,
     TransferManager,
     Watcher,
+    check_count,
     should_retry,
 )
 
@@ -48,9 +49,9 @@ class UploadDescriptor(Protocol):
 class LayerUploadManager:
     def __init__(self, concurrency: int = DEFAULT_MAX_CONCURRENT_UPLOADS, *,
                  wait_duration: float = DEFAULT_WAIT_DURATION, max_attempts: int = MAX_UPLOAD_ATTEMPTS) -> None:
-        self.tm = TransferManager(concurrency)
+        self.tm = TransferManager(concurrency, "max concurrent uploads")
         self.wait_duration = wait_duration
-        self.max_attempts = max_attempts
+        self.max_attempts = check_count(max_attempts, "max upload attempts")
 
     def set_concurrency(self, concurrency: int) -> None:
         self.tm.set_concurrency(concurrency)
