@@ -229,6 +229,28 @@ def test_push_with_a_pull_only_token_fails_typed_and_leaves_nothing(
         dd.tags(target, dd.Config(auth_config=alice))
 
 
+def test_a_mount_through_a_token_registry_asks_for_the_source_repositorys_pull_scope(
+        token_registry: TokenBed, pulled: tuple[Store, dd.Reference, dd.Digest], repo_name: str) -> None:
+    """spec §6.3: a request with ``from=<repo>`` adds ``repository:<repo>:pull`` to the token it
+    needs; without it the registry would not mount and every layer would be uploaded again."""
+    store, _, image_id = pulled
+    reg, issuer = token_registry.registry, token_registry.issuer
+    cfg = dd.Config(auth_config=AuthConfig(username="alice", password="alice-token-pw"))
+    first = dd.parse_normalized_named(f"{reg.host}/{repo_name}-a:v1")
+    second = dd.parse_normalized_named(f"{reg.host}/{repo_name}-b:v1")
+    for ref in (first, second):
+        store.references.add_tag(ref, image_id)
+    push_image(first, store, config=cfg)
+    seen = len(issuer.requests)
+    out = CollectingProgress()
+    push_image(second, store, config=cfg, progress_output=out)
+    assert [t for t in out.texts() if t.startswith("Mounted")] == [f"Mounted from {first.path}"] * 2
+    assert not any(t == "Pushed" for t in out.texts())
+    scopes = [sorted(r.params.get("scope", [])) for r in issuer.requests[seen:]]
+    assert sorted([f"repository:{first.path}:pull", f"repository:{second.path}:push,pull"]) in scopes
+    assert pull_image(second, Store(store.root.parent / "back"), config=cfg) == image_id
+
+
 def test_push_errors_keep_mobys_messages(tmp_path: Path, registry: Registry) -> None:
     store = Store(tmp_path)
     with pytest.raises(E.DistributionError, match="An image does not exist locally with the tag: .*/nothing"):
