@@ -94,6 +94,8 @@ def test_verify_file_accepts_good_content_and_types_each_failure(tmp_path: Path)
     assert str(missing.value) == f"[Errno 2] No such file or directory: '{tmp_path / 'missing'}'"
     with pytest.raises(IsADirectoryError, match=r"^\[Errno 21\] Is a directory: '"):
         dd.Digest.from_file(tmp_path)
+    with pytest.raises(dd.errors.InvalidOptionError, match=r"^invalid size: -1$"):  # not the binding's OverflowError
+        dd.verify_file(f, good, -1)
 
 
 def test_digest_from_file_matches_bytes(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ import tarfile
 import tempfile
 import threading
 from pathlib import Path
+from typing import Any
 
 import docker_distribution as dd
 import pytest
@@ -385,3 +386,22 @@ def test_invalid_options_are_value_errors(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         apply_layer(tmp_path / "x", tmp_path / "y", mode="diff")
     shutil.rmtree(tmp_path)
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda t: Limits(max_bytes=-1), "invalid layer limit max_bytes: -1"),
+    (lambda t: Limits(max_entries=-5), "invalid layer limit max_entries: -5"),
+    (lambda t: apply_layer(t / "x", t / "y", mode="diff"), "mode='diff' needs a split path"),
+    (lambda t: apply_layer(t / "x", t / "y", mode="flat"), "invalid apply mode 'flat': use 'diff' or 'rootfs'"),
+    (lambda t: apply_layer(t / "x", t / "y", size=-1), "invalid layer size: -1"),
+    (lambda t: LayerApplier(t / "y", size=-2), "invalid layer size: -2"),
+    (lambda t: produce_layer(t / "o", source_dir=t, threads=-1), "invalid thread count: -1"),
+    (lambda t: LayerProducer(source_dir=t, mtime=-1), "invalid mtime: -1"),
+])
+def test_invalid_numbers_and_modes_are_typed_option_errors(tmp_path: Path, make: Any, message: str) -> None:
+    """Refused before any work, as InvalidOptionError (a ValueError), never the native side's
+    OverflowError for a negative number; nothing is created."""
+    with pytest.raises(E.InvalidOptionError) as info:
+        make(tmp_path)
+    assert str(info.value) == message
+    assert list(tmp_path.iterdir()) == []

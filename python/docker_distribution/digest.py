@@ -11,6 +11,7 @@ import os
 from dataclasses import dataclass
 
 from . import _native
+from .errors import check_count
 
 __all__ = ["Digest", "Digester", "digest_bytes", "verify_file", "SHA256", "SHA384", "SHA512"]
 
@@ -98,6 +99,7 @@ def verify_file(path: StrPath, digest: Digest | str, size: int | None = None) ->
     """Check a file's size (when given) and digest.
 
     Raises :class:`~docker_distribution.errors.SizeMismatchError`,
-    :class:`~docker_distribution.errors.DigestMismatchError`, or ``OSError``.
+    :class:`~docker_distribution.errors.DigestMismatchError`, or ``OSError``; a negative ``size``
+    is an :class:`~docker_distribution.errors.InvalidOptionError`.
     """
-    _native.verify_file(os.fspath(path), str(digest), size)
+    _native.verify_file(os.fspath(path), str(digest), None if size is None else check_count(size, "size"))

@@ -104,6 +104,7 @@ __all__ = [
     "ResponseFormatError",
     "TokenAuthError",
     "TransportError",
+    "check_count",
     "continue_on_error",
     "retry_on_error",
     "translate_pull_error",
@@ -559,6 +560,14 @@ class InvalidRegistryConfigError(DistributionError, ValueError):
 class InvalidOptionError(DistributionError, ValueError):
     """An option the package cannot honour, refused before any work starts (e.g. a compression
     level the codec does not have)."""
+
+
+def check_count(value: int, what: str) -> int:
+    """``value``, or :class:`InvalidOptionError` ``invalid <what>: <value>`` when it is negative (the
+    text of moby's daemon-config checks, e.g. ``invalid max concurrent downloads: -1``)."""
+    if value < 0:
+        raise InvalidOptionError(f"invalid {what}: {value}")
+    return value
 
 
 class NoBasicAuthCredentialsError(DistributionError):

@@ -33,7 +33,7 @@ from typing import Any, Literal
 
 from . import _native
 from .digest import Digest
-from .errors import InvalidOptionError
+from .errors import InvalidOptionError, check_count
 
 __all__ = [
     "DEFAULT_GZIP_LEVEL",
@@ -79,6 +79,10 @@ class Limits:
     max_bytes: int = 256 << 30
     max_entries: int = 10_000_000
 
+    def __post_init__(self) -> None:
+        for name in ("max_bytes", "max_entries"):
+            check_count(getattr(self, name), f"layer limit {name}")
+
 
 @dataclass(frozen=True, slots=True)
 class AppliedLayer:
@@ -108,8 +112,12 @@ class ProducedLayer:
 
 def _apply_options(mode: Mode, split: StrPath | None, digest: Digest | str | None, size: int | None,
                    limits: Limits) -> dict[str, Any]:
+    if mode not in ("diff", "rootfs"):
+        raise InvalidOptionError(f"invalid apply mode {mode!r}: use 'diff' or 'rootfs'")
     if mode == "diff" and split is None:
-        raise ValueError("mode='diff' needs a split path")
+        raise InvalidOptionError("mode='diff' needs a split path")
+    if size is not None:
+        check_count(size, "layer size")
     return {"mode": mode, "split": os.fspath(split) if split is not None else None,
             "digest": str(digest) if digest is not None else None, "size": size,
             "max_bytes": limits.max_bytes, "max_entries": limits.max_entries}
@@ -119,6 +127,10 @@ def _produce_options(source_dir: StrPath | None, source_diff: tuple[StrPath, Str
                      level: int | None, threads: int | None, mtime: int | None) -> dict[str, Any]:
     if compression != "none":
         check_compression(compression, level)
+    if threads is not None:
+        check_count(threads, "thread count")
+    if mtime is not None:
+        check_count(mtime, "mtime")
     return {"source_dir": os.fspath(source_dir) if source_dir is not None else None,
             "source_diff": (os.fspath(source_diff[0]), os.fspath(source_diff[1])) if source_diff is not None else None,
             "compression": compression, "level": level, "threads": threads, "mtime": mtime}

@@ -18,6 +18,7 @@ from ..digest import Digest
 from ..errors import (
     DistributionError,
     OperationCancelledError,
+    check_count,
 )
 from ..progress import Progress, ProgressOutput
 from ..store.layers import Layer, LayerStore, PendingLayer, chain_id, chain_of
@@ -28,7 +29,6 @@ from .transfer import (
     TransferContext,
     TransferManager,
     Watcher,
-    check_count,
     should_retry,
 )
 

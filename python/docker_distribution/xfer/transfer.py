@@ -20,14 +20,14 @@ from typing import Any
 from ..errors import (
     DistributionError,
     DoNotRetry,
-    InvalidOptionError,
     OperationCancelledError,
+    check_count,
     retry_on_error,
 )
 from ..progress import Progress, ProgressOutput
 
 __all__ = ["DEFAULT_WAIT_DURATION", "RETRY_DELAY_UNIT", "Transfer", "TransferContext", "TransferManager", "Watcher",
-           "check_count", "should_retry"]
+           "should_retry"]
 
 DEFAULT_WAIT_DURATION = 1.0  # seconds per countdown tick, moby's waitDuration
 RETRY_DELAY_UNIT = 5  # seconds × attempt before the next attempt, as moby
@@ -148,16 +148,8 @@ def should_retry(ctx: TransferContext, exc: BaseException, attempt: int, max_att
     return not isinstance(err, DoNotRetry) and attempt < max_attempts and isinstance(exc, Exception)
 
 
-def check_count(value: int, what: str) -> int:
-    """moby's daemon-config check: a negative count is ``invalid <what>: <n>`` (a concurrency of 0
-    means no limit, and 0 attempts make one)."""
-    if value < 0:
-        raise InvalidOptionError(f"invalid {what}: {value}")
-    return value
-
-
 class TransferManager:
-    """Runs transfers ``limit`` at a time (0: no limit), one per key. ``what`` names the limit in
+    """Runs transfers ``limit`` at a time (0: no limit; negative: refused), one per key. ``what`` names the limit in
     the error for a negative one (``max concurrent downloads``, say)."""
 
     def __init__(self, limit: int, what: str = "concurrency") -> None:

@@ -15,6 +15,7 @@ from typing import Protocol
 from ..descriptor import Descriptor
 from ..errors import (
     OperationCancelledError,
+    check_count,
 )
 from ..progress import Progress, ProgressOutput
 from .transfer import (
@@ -24,7 +25,6 @@ from .transfer import (
     TransferContext,
     TransferManager,
     Watcher,
-    check_count,
     should_retry,
 )
 
