@@ -222,3 +222,58 @@ def test_a_stalled_answer_times_out_and_is_retried(registry: Registry, proxy: Fa
     assert pull_image(dd.parse_normalized_named(f"{proxy.host}/{path}"), store, config=quick) is not None
     assert len([1 for (m, p, _) in proxy.requests if m == "GET" and digest in p]) == 2
     assert store.verify() == [] and store.leftovers() == []
+
+
+# --- a prune beside a pull -----------------------------------------------------------------------
+
+def test_a_prune_from_another_process_during_a_pull_loses_nothing(registry: Registry, proxy: FaultProxy,
+                                                                   tmp_path: Path, repo_name: str) -> None:
+    """Between registering its layers and writing the image and tag, a pull's layers belong to no
+    image. A `system prune` (or `rmi`) run then by another process on the same store must not take
+    them: it waits for the pull, and the pulled image is whole afterwards."""
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    path, digest, _ = _image(tmp_path, registry, repo_name)
+    manifest = json.loads(_manifest_bytes(registry, path))
+    config = manifest["config"]["digest"]
+    proxy.add(Fault(match=f"/blobs/{config}", method="GET", stall=3.0))  # the config comes late
+    root = tmp_path / "root"
+    result: dict[str, object] = {}
+
+    def run() -> None:
+        try:
+            result["id"] = pull_image(dd.parse_normalized_named(f"{proxy.host}/{path}"), Store(root), config=ANON)
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            result["error"] = exc
+
+    puller = threading.Thread(target=run)
+    puller.start()
+    deadline = time.monotonic() + 30
+    while not Store(root).layers.list() and time.monotonic() < deadline:
+        time.sleep(0.02)  # the layer is registered; the config is still on its way
+    assert Store(root).layers.list() and puller.is_alive()
+    exe = str(Path(sys.executable).parent / "docker-distribution")
+    prune = subprocess.Popen([exe, "--root", str(root), "system", "prune"], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, env={**os.environ, "DOCKER_CONFIG": str(tmp_path / "cfg")})
+    puller.join(30)
+    out, err = prune.communicate(timeout=30)
+    assert prune.returncode == 0, err
+    assert "error" not in result, result.get("error")
+    store = Store(root)
+    assert result["id"] in store.images.list()
+    assert store.verify() == [] and store.leftovers() == []
+    store.unpack(result["id"], tmp_path / "rootfs")  # type: ignore[arg-type]
+    assert (tmp_path / "rootfs" / "random.bin").stat().st_size == 4 << 20
+
+
+def _manifest_bytes(registry: Registry, path: str) -> bytes:
+    import urllib.request
+
+    name, tag = path.rsplit(":", 1)
+    req = urllib.request.Request(f"{registry.url}/v2/{name}/manifests/{tag}",
+                                 headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
+    with urllib.request.urlopen(req) as resp:
+        return resp.read()  # type: ignore[no-any-return]

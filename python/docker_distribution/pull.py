@@ -158,7 +158,8 @@ def pull_image(ref: Reference, store: Store | None = None, *, config: Config | N
         download_manager=LayerDownloadManager(store.layers, max_concurrent_downloads), platform=platform,
         parallel_ranges=parallel_ranges,
     )
-    pull(ref, cfg, store.content)
+    with store.lease():  # a prune elsewhere waits: nothing names the new layers until the tag
+        pull(ref, cfg, store.content)
     return None if ref.is_name_only else store.references.get(ref)
 
 

@@ -14,6 +14,11 @@ leaves a store that reopens consistent; what the killed writer left (a layer's s
 directory, an atomic write's temp file) is removed when the store next opens, as soon as the
 process that made it is gone. :meth:`Store.verify` re-hashes everything and lists
 problems; :meth:`Store.prune` removes what no image needs any more.
+
+What a pull, a load or an import adds is named by no reference until its last step (layers are
+registered first, the image and its tag come last). Such writers hold :meth:`Store.lease`
+(a shared ``flock`` on ``gc.lock``) and :meth:`Store.prune` takes it exclusively, so a prune in
+another thread or process waits for them instead of removing what they are about to tag.
 """
 
 from __future__ import annotations
@@ -22,12 +27,13 @@ import contextlib
 import json
 import os
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..digest import Digest
 from ..errors import CorruptStoreError, DistributionError, ObjectNotFoundError
-from ..fsutil import TMP_PREFIX, tmp_owner_gone
+from ..fsutil import TMP_PREFIX, file_lock, tmp_owner_gone
 from ..layer import Limits, produce_layer
 from ..mediatype import INDEX_TYPES
 from ..metadata import FSMetadataStore, V2MetadataService
@@ -72,6 +78,14 @@ class Store:
         self.metadata = FSMetadataStore(self.root / "distribution")
         self.v2_metadata = V2MetadataService(self.metadata)
         self._remove_stale_tmp_files()
+
+    @contextlib.contextmanager
+    def lease(self) -> Iterator[None]:
+        """Hold off :meth:`prune` (in any thread or process) while adding what no reference names
+        yet: :func:`~docker_distribution.pull.pull_image`, :meth:`load` and
+        :meth:`image_from_directories` hold it; hold it around a composed ``pull()`` too."""
+        with file_lock(self.root / "gc.lock", shared=True):
+            yield
 
     # --- images ----------------------------------------------------------------------------
 
@@ -121,6 +135,11 @@ class Store:
                                config: dict[str, object] | None = None, mtime: int | None = 0) -> Digest:
         """Make an image whose layers are the given directories (bottom first), like ``docker import``
         of several trees: each becomes a deterministic tar layer; the image is tagged ``ref`` if given."""
+        with self.lease():
+            return self._image_from_directories(layer_dirs, ref, config, mtime)
+
+    def _image_from_directories(self, layer_dirs: list[os.PathLike[str] | str], ref: Reference | None,
+                                config: dict[str, object] | None, mtime: int | None) -> Digest:
         import tempfile
 
         from ..platform import default_platform
@@ -153,12 +172,18 @@ class Store:
         """Load an OCI layout directory or ``.tar``; every blob is verified."""
         from .layout import load
 
-        return load(self, path)
+        with self.lease():
+            return load(self, path)
 
     # --- garbage collection ----------------------------------------------------------------
 
     def prune(self) -> PruneReport:
-        """Remove images no reference names, then layers and content no remaining image needs."""
+        """Remove images no reference names, then layers and content no remaining image needs.
+        Waits for every :meth:`lease` (a pull, load or import under way) to end first."""
+        with file_lock(self.root / "gc.lock"):
+            return self._prune()
+
+    def _prune(self) -> PruneReport:
         report = PruneReport()
         referenced_images = {Digest.parse(v) for repo in self.references.all().values() for v in repo.values()}
         for image_id in self.images.list():
