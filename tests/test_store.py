@@ -478,3 +478,25 @@ def test_threads_share_one_content_store(tmp_path: Path) -> None:
         t.join()
     assert len(results) == 16 and len(set(results)) == 4
     assert s.verify() == [] and s.leftovers() == []
+
+
+def test_a_prune_waits_for_a_lease_held_elsewhere_and_says_so(tmp_path: Path) -> None:
+    """`system prune` while another process's pull (here: a lease held by another Store object)
+    is under way: the CLI says it waits, does not prune until the lease ends, then prunes."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_text("x")
+    root = tmp_path / "root"
+    untagged = Store(root).image_from_directories([src])  # named by nothing: prunable
+    exe = str(Path(sys.executable).parent / "docker-distribution")
+    with Store(root).lease():
+        proc = subprocess.Popen([exe, "--root", str(root), "system", "prune"], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        assert proc.stderr is not None
+        line = proc.stderr.readline()  # printed once it found the lease held
+        assert line == "Waiting for the pulls, loads or imports in progress on this store to finish...\n"
+        time.sleep(0.3)
+        assert proc.poll() is None and untagged in Store(root).images.list()  # still waiting
+    out, err = proc.communicate(timeout=30)
+    assert (proc.returncode, err) == (0, "")
+    assert f"deleted image {untagged}" in out and Store(root).images.list() == []

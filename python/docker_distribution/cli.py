@@ -115,11 +115,15 @@ def _cmd_unpack(args: argparse.Namespace) -> int:
     return 0
 
 
+def _waiting() -> None:
+    print("Waiting for the pulls, loads or imports in progress on this store to finish...", file=sys.stderr, flush=True)
+
+
 def _cmd_rmi(args: argparse.Namespace) -> int:
     store = _store(args)
     for r in args.refs:
         ref = parse_normalized_named(r)
-        for line in store.remove_image(ref if ref.digest else ref.tag_name_only()):
+        for line in store.remove_image(ref if ref.digest else ref.tag_name_only(), on_wait=_waiting):
             print(line)
     return 0
 
@@ -133,7 +137,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
 
 def _cmd_prune(args: argparse.Namespace) -> int:
-    report = _store(args).prune()
+    report = _store(args).prune(on_wait=_waiting)
     for kind, items in (("image", report.images), ("layer", report.layers), ("content", report.content),
                         ("leftover", report.leftovers)):
         for i in items:

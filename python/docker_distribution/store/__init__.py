@@ -27,7 +27,7 @@ import contextlib
 import json
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -116,7 +116,8 @@ class Store:
 
         return self.references.get(parse_normalized_named(ref))
 
-    def remove_image(self, ref: Reference, *, prune: bool = True) -> list[str]:
+    def remove_image(self, ref: Reference, *, prune: bool = True,
+                     on_wait: Callable[[], None] | None = None) -> list[str]:
         """``docker rmi``: untag ``ref``; when no reference is left, delete the image and prune."""
         image_id = self.references.get(ref)
         out = [f"Untagged: {ref.familiar}"]
@@ -127,7 +128,7 @@ class Store:
                 self.references.delete(r)
                 out.append(f"Untagged: {r.familiar}")
         if not self.references.references(image_id) and prune:
-            report = self.prune()
+            report = self.prune(on_wait=on_wait)
             out += [f"Deleted: {i}" for i in report.images]
         return out
 
@@ -177,10 +178,17 @@ class Store:
 
     # --- garbage collection ----------------------------------------------------------------
 
-    def prune(self) -> PruneReport:
+    def prune(self, *, on_wait: Callable[[], None] | None = None) -> PruneReport:
         """Remove images no reference names, then layers and content no remaining image needs.
-        Waits for every :meth:`lease` (a pull, load or import under way) to end first."""
-        with file_lock(self.root / "gc.lock"):
+        Waits for every :meth:`lease` (a pull, load or import under way) to end first, calling
+        ``on_wait`` once if it has to."""
+        lock = self.root / "gc.lock"
+        with file_lock(lock, blocking=False) as free:
+            if free:
+                return self._prune()
+        if on_wait is not None:
+            on_wait()
+        with file_lock(lock):
             return self._prune()
 
     def _prune(self) -> PruneReport:
