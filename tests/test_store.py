@@ -500,3 +500,31 @@ def test_a_prune_waits_for_a_lease_held_elsewhere_and_says_so(tmp_path: Path) ->
     out, err = proc.communicate(timeout=30)
     assert (proc.returncode, err) == (0, "")
     assert f"deleted image {untagged}" in out and Store(root).images.list() == []
+
+
+def _blocked_on_a_lock(pid: int) -> bool:
+    """Whether process ``pid`` waits for an flock (a ``->`` line of /proc/locks)."""
+    return any("->" in line and f" {pid} " in line for line in Path("/proc/locks").read_text().splitlines())
+
+
+def test_tag_waits_for_a_prune_in_progress(tmp_path: Path) -> None:
+    """A tag names an image a prune in progress could be deleting: `tag` holds a lease, so it waits
+    for the prune (here: the exclusive gc lock held, as prune holds it), then tags."""
+    from docker_distribution.fsutil import file_lock
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_text("x")
+    root = tmp_path / "root"
+    image_id = Store(root).image_from_directories([src], parse_normalized_named("app:v1"))
+    exe = str(Path(sys.executable).parent / "docker-distribution")
+    with file_lock(root / "gc.lock"):
+        proc = subprocess.Popen([exe, "--root", str(root), "tag", "app:v1", "app:v2"], stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 20
+        while not _blocked_on_a_lock(proc.pid) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert proc.poll() is None and _blocked_on_a_lock(proc.pid)
+        assert [r.tag for r in Store(root).references.references(image_id)] == ["v1"]
+    _, err = proc.communicate(timeout=30)
+    assert (proc.returncode, err) == (0, "")
+    assert sorted(str(r.tag) for r in Store(root).references.references(image_id)) == ["v1", "v2"]

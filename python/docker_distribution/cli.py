@@ -70,9 +70,7 @@ def _cmd_push(args: argparse.Namespace) -> int:
 
 
 def _cmd_tag(args: argparse.Namespace) -> int:
-    store = _store(args)
-    image_id = store.resolve(args.src)  # a reference, an image ID, or an ID prefix
-    store.references.add_tag(parse_normalized_named(args.dst).tag_name_only(), image_id, force=True)
+    _store(args).tag(args.src, parse_normalized_named(args.dst))  # SRC: a reference, an image ID or an ID prefix
     return 0
 
 

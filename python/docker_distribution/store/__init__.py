@@ -116,6 +116,15 @@ class Store:
 
         return self.references.get(parse_normalized_named(ref))
 
+    def tag(self, src: Reference | str, dst: Reference) -> Digest:
+        """``docker tag``: name the image ``src`` resolves to (a reference, an ID or a unique ID
+        prefix) ``dst`` (``:latest`` when it has no tag); returns the image ID. Under a
+        :meth:`lease`, so a prune in progress elsewhere cannot delete the image being named."""
+        with self.lease():
+            image_id = self.resolve(src)
+            self.references.add_tag(dst.tag_name_only(), image_id, force=True)
+        return image_id
+
     def remove_image(self, ref: Reference, *, prune: bool = True,
                      on_wait: Callable[[], None] | None = None) -> list[str]:
         """``docker rmi``: untag ``ref``; when no reference is left, delete the image and prune."""
