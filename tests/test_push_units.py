@@ -238,3 +238,34 @@ def test_schema2_manifest_bytes_are_gos_marshal_indent() -> None:
     ).encode()
     assert schema2_manifest_bytes(config, [layer, foreign]) == expected
     assert schema2_manifest_bytes(config, []).endswith(b'   "layers": []\n}')
+
+
+@pytest.mark.parametrize("transport_ok, tried", [(True, ["https"]), (False, ["https", "http"])])
+def test_push_endpoints_skip_http_on_a_host_whose_tls_answered(monkeypatch: pytest.MonkeyPatch, tmp_path: object,
+                                                               transport_ok: bool, tried: list[str]) -> None:
+    """moby's Push loop (spec §3.1) keeps the same rule as pullEndpoints: after a fallback from an
+    https endpoint whose TLS worked, that host's http endpoint is skipped."""
+    from pathlib import Path
+
+    import importlib
+
+    from docker_distribution.push import push_image
+    from docker_distribution.registry.service import APIEndpoint, RegistryService, ServiceOptions
+    from docker_distribution.store import Store
+
+    seen: list[str] = []
+
+    def connect(_: object, endpoint: APIEndpoint, **__: object) -> None:
+        seen.append(endpoint.scheme)
+        raise E.FallbackError(E.DistributionError(f"{endpoint.scheme} failed"), transport_ok=transport_ok)
+
+    # the module, not the package's ``push`` function of the same name
+    monkeypatch.setattr(importlib.import_module("docker_distribution.push"), "connect", connect)
+    store = Store(Path(str(tmp_path)))
+    ref = parse_normalized_named("127.0.0.1:5000/app:v1")
+    store.references.add_tag(ref, dd.digest_bytes(b"an image"))
+    svc = RegistryService(ServiceOptions(insecure_registries=["127.0.0.1:5000"]))
+    with pytest.raises(E.DistributionError) as info:
+        push_image(ref, store, config=dd.Config(registry_service=svc, auth_config=AuthConfig()))
+    assert seen == tried
+    assert str(info.value) == f"{tried[-1]} failed"
