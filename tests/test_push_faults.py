@@ -25,7 +25,7 @@ from docker_distribution import errors as E
 from docker_distribution.config import common_fields
 from docker_distribution.layer import LayerProducer
 from docker_distribution.pull import pull_image
-from docker_distribution.push import ImagePushConfig, push
+from docker_distribution.push import ImagePushConfig, push, push_image
 from docker_distribution.registry.auth import AuthConfig
 from docker_distribution.store import Store
 from docker_distribution.store.adapters import new_layer_providers_from_store
@@ -270,3 +270,44 @@ def test_tag_listing_with_a_short_or_lying_body_is_a_typed_error(proxy: FaultPro
     proxy.faults.clear()
     proxy.add(Fault(match="/tags/list", length_delta=+40, times=1))  # announced more than sent: retried
     assert sorted(dd.tags(ref, ANON)) == tagged
+
+
+def test_rmi_from_another_process_during_a_push_waits_for_it(registry: Registry, proxy: FaultProxy, tmp_path: Path,
+                                                             repo_name: str) -> None:
+    """moby keeps a pushed image's layers referenced until the push ends, so an `rmi` meanwhile
+    only untags. Here the push holds a lease: `rmi` from another process untags, says it waits,
+    and prunes only after the push, which completes and pulls back whole; the image is then kept
+    by the digest reference the push records (as moby's addDigestReference leaves it)."""
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    ref = f"{proxy.host}/{repo_name}:v1"
+    store, image_id = _local_image(tmp_path / "s", tmp_path, ref, big=8 << 20)
+    proxy.add(Fault(match="/blobs/uploads/", method="PATCH", throttle=4 << 20, times=10))  # 8 MiB: about 2 s
+    result: dict[str, BaseException] = {}
+
+    def run() -> None:
+        try:
+            push_image(dd.parse_normalized_named(ref), Store(tmp_path / "s"), config=ANON)  # as the CLI pushes
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            result["error"] = exc
+
+    pusher = threading.Thread(target=run)
+    pusher.start()
+    deadline = time.monotonic() + 30
+    while proxy.total_received("/blobs/uploads/") < 1 << 20 and time.monotonic() < deadline:
+        time.sleep(0.02)  # the big layer is on its way up
+    exe = str(Path(sys.executable).parent / "docker-distribution")
+    rmi = subprocess.run([exe, "--root", str(tmp_path / "s"), "rmi", ref], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "DOCKER_CONFIG": str(tmp_path / "cfg")})
+    pusher.join(30)
+    assert "error" not in result, result.get("error")
+    assert rmi.returncode == 0, rmi.stderr
+    assert rmi.stderr == "Waiting for the pulls, pushes and loads in progress on this store to finish...\n"
+    assert rmi.stdout == f"Untagged: {ref}\n"
+    after = Store(tmp_path / "s")
+    assert [r.digest is not None for r in after.references.references(image_id)] == [True]
+    assert after.verify() == [] and after.leftovers() == []
+    _pulls_back(registry.host, f"{repo_name}:v1", tmp_path, image_id)

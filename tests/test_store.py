@@ -494,7 +494,7 @@ def test_a_prune_waits_for_a_lease_held_elsewhere_and_says_so(tmp_path: Path) ->
                                 stderr=subprocess.PIPE, text=True)
         assert proc.stderr is not None
         line = proc.stderr.readline()  # printed once it found the lease held
-        assert line == "Waiting for the pulls, loads or imports in progress on this store to finish...\n"
+        assert line == "Waiting for the pulls, pushes and loads in progress on this store to finish...\n"
         time.sleep(0.3)
         assert proc.poll() is None and untagged in Store(root).images.list()  # still waiting
     out, err = proc.communicate(timeout=30)

@@ -114,7 +114,7 @@ def _cmd_unpack(args: argparse.Namespace) -> int:
 
 
 def _waiting() -> None:
-    print("Waiting for the pulls, loads or imports in progress on this store to finish...", file=sys.stderr, flush=True)
+    print("Waiting for the pulls, pushes and loads in progress on this store to finish...", file=sys.stderr, flush=True)
 
 
 def _cmd_rmi(args: argparse.Namespace) -> int:

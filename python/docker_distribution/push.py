@@ -109,7 +109,8 @@ def push_image(ref: Reference, store: Store | None = None, *, config: Config | N
         image_store=store.images, reference_store=store.references, metadata=store.v2_metadata,
         compression=compression, compression_level=compression_level,
     )
-    push(ref, cfg)
+    with store.lease():  # an rmi elsewhere waits: the layers are read until the push ends
+        push(ref, cfg)
 
 
 def push(ref: Reference, config: ImagePushConfig) -> None:

@@ -16,9 +16,10 @@ process that made it is gone. :meth:`Store.verify` re-hashes everything and list
 problems; :meth:`Store.prune` removes what no image needs any more.
 
 What a pull, a load or an import adds is named by no reference until its last step (layers are
-registered first, the image and its tag come last). Such writers hold :meth:`Store.lease`
-(a shared ``flock`` on ``gc.lock``) and :meth:`Store.prune` takes it exclusively, so a prune in
-another thread or process waits for them instead of removing what they are about to tag.
+registered first, the image and its tag come last), and a push, a save or an unpack reads
+layers an ``rmi`` could otherwise delete under it (moby keeps them referenced until the push
+ends). All of these hold :meth:`Store.lease` (a shared ``flock`` on ``gc.lock``) and
+:meth:`Store.prune` takes it exclusively, so a prune in another thread or process waits for them.
 """
 
 from __future__ import annotations
@@ -82,8 +83,9 @@ class Store:
     @contextlib.contextmanager
     def lease(self) -> Iterator[None]:
         """Hold off :meth:`prune` (in any thread or process) while adding what no reference names
-        yet: :func:`~docker_distribution.pull.pull_image`, :meth:`load` and
-        :meth:`image_from_directories` hold it; hold it around a composed ``pull()`` too."""
+        yet, or reading layers: ``pull_image``, ``push_image``, :meth:`load`, :meth:`save`,
+        :meth:`unpack`, :meth:`tag` and :meth:`image_from_directories` hold it; hold it around a
+        composed ``pull()`` or ``push()`` too."""
         with file_lock(self.root / "gc.lock", shared=True):
             yield
 
@@ -100,9 +102,10 @@ class Store:
     def unpack(self, image_id: Digest, dest: os.PathLike[str] | str) -> None:
         """The image's root filesystem, flattened into ``dest``."""
         Path(dest).mkdir(parents=True, exist_ok=True)
-        cid = self.image_chain_id(image_id)
-        if cid is not None:
-            self.layers.unpack(cid, dest)
+        with self.lease():
+            cid = self.image_chain_id(image_id)
+            if cid is not None:
+                self.layers.unpack(cid, dest)
 
     def resolve(self, ref: Reference | str) -> Digest:
         """An image ID from a reference, a full ID, or a unique ID prefix (as docker accepts)."""
@@ -176,7 +179,8 @@ class Store:
         """Write images to an OCI layout directory or ``.tar`` (see :mod:`.layout`)."""
         from .layout import save
 
-        save(self, refs, path)
+        with self.lease():
+            save(self, refs, path)
 
     def load(self, path: os.PathLike[str] | str) -> list[tuple[Digest, Reference | None]]:
         """Load an OCI layout directory or ``.tar``; every blob is verified."""
@@ -189,7 +193,7 @@ class Store:
 
     def prune(self, *, on_wait: Callable[[], None] | None = None) -> PruneReport:
         """Remove images no reference names, then layers and content no remaining image needs.
-        Waits for every :meth:`lease` (a pull, load or import under way) to end first, calling
+        Waits for every :meth:`lease` (a pull, push, load, save or unpack under way) to end first, calling
         ``on_wait`` once if it has to."""
         lock = self.root / "gc.lock"
         with file_lock(lock, blocking=False) as free:
