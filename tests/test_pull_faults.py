@@ -277,3 +277,31 @@ def _manifest_bytes(registry: Registry, path: str) -> bytes:
                                  headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
     with urllib.request.urlopen(req) as resp:
         return resp.read()  # type: ignore[no-any-return]
+
+
+def test_ctrl_c_on_a_cli_pull_is_one_line_and_the_pull_continues_later(registry: Registry, proxy: FaultProxy,
+                                                                       tmp_path: Path, repo_name: str) -> None:
+    """SIGINT (Ctrl-C) mid-blob: no Python traceback, moby's ``context canceled``, exit status 130;
+    the store verifies, and the next pull fetches only what the first did not keep."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    path, digest, size = _image(tmp_path, registry, repo_name)
+    proxy.add(Fault(match=f"/blobs/{digest}", method="GET", throttle=2 << 20))  # 2 MiB/s: a 4 MiB layer takes 2 s
+    root = tmp_path / "root"
+    exe = str(Path(sys.executable).parent / "docker-distribution")
+    proc = subprocess.Popen([exe, "--root", str(root), "pull", f"{proxy.host}/{path}"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "DOCKER_CONFIG": str(tmp_path / "cfg")})
+    deadline = time.monotonic() + 30
+    while proxy.total_sent(digest) < size // 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert (proc.returncode, err) == (130, "Error: context canceled\n")
+    first = proxy.total_sent(digest)
+    store = Store(root)
+    assert store.verify() == [] and store.references.all() == {}
+    assert pull_image(dd.parse_normalized_named(f"{proxy.host}/{path}"), store, config=ANON) is not None
+    assert proxy.total_sent(digest) - first < size  # continued, not started again

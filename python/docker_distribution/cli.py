@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from . import __version__
 from .config import Config
 from .digest import SHA256, Digest
-from .errors import DistributionError
+from .errors import DistributionError, OperationCancelledError
 from .platform import parse_platform
 from .progress import JSONProgress, NullProgress, TerminalProgress, format_bytes
 from .pull import pull_image
@@ -306,6 +306,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (DistributionError, OSError) as exc:
         print(f"Error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # Ctrl-C: the store is consistent at any instant; a pull continues next time
+        print(f"Error: {OperationCancelledError()}", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
