@@ -528,3 +528,15 @@ def test_tag_waits_for_a_prune_in_progress(tmp_path: Path) -> None:
     _, err = proc.communicate(timeout=30)
     assert (proc.returncode, err) == (0, "")
     assert sorted(str(r.tag) for r in Store(root).references.references(image_id)) == ["v1", "v2"]
+
+
+@pytest.mark.parametrize("argv", [["tag", "nothing:v1", "other:v2"], ["rmi", "nothing:v1"],
+                                  ["unpack", "nothing:v1", "DIR"], ["save", "nothing:v1", "-o", "DIR"]])
+def test_store_commands_name_a_missing_image_as_docker_does(tmp_path: Path, argv: list[str]) -> None:
+    exe = str(Path(sys.executable).parent / "docker-distribution")
+    argv = [str(tmp_path / "out") if a == "DIR" else a for a in argv]
+    proc = subprocess.run([exe, "--root", str(tmp_path / "root"), *argv], capture_output=True, text=True)
+    assert (proc.returncode, proc.stderr) == (1, "Error: No such image: nothing:v1\n")
+    assert not (tmp_path / "out").exists()  # nothing written for a failed tag, unpack or save
+    with pytest.raises(E.ReferenceNotFoundError):  # still the store's not-found class for API callers
+        Store(tmp_path / "root").resolve("nothing:v1")

@@ -50,6 +50,7 @@ Every error this package raises is a :class:`DistributionError`. The tree::
     ├── StoreError                       the local store
     │   ├── ObjectNotFoundError (KeyError)
     │   │   └── ReferenceNotFoundError   ``reference does not exist``
+    │   │       └── NoSuchImageError     ``No such image: <ref>`` (what the store commands report)
     │   ├── AlreadyExistsError, LockedError (retryable), FailedPreconditionError
     │   ├── InvalidLayoutError           an OCI image layout that cannot be loaded
     │   ├── CorruptStoreError            one of the store's own files is unreadable (never written over)
@@ -82,6 +83,7 @@ __all__ = [
     "ObjectNotFoundError",
     "ReferenceConflictError",
     "ReferenceNotFoundError",
+    "NoSuchImageError",
     "StoreError",
     "CredentialHelperError",
     "LayerError",
@@ -811,6 +813,14 @@ class ReferenceNotFoundError(ObjectNotFoundError):
 
     def __init__(self) -> None:
         super().__init__("reference does not exist")
+
+
+class NoSuchImageError(ReferenceNotFoundError):
+    """docker's ``No such image: <ref>``, naming what was asked for: a tag, a digest reference or
+    an ID prefix that resolves to no image in the store (tag, rmi, unpack, save)."""
+
+    def __init__(self, name: str) -> None:
+        ObjectNotFoundError.__init__(self, f"No such image: {name}")
 
 
 class AlreadyExistsError(StoreError):

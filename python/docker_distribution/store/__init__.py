@@ -33,7 +33,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..digest import Digest
-from ..errors import CorruptStoreError, DistributionError, ObjectNotFoundError
+from ..errors import (
+    CorruptStoreError,
+    DistributionError,
+    NoSuchImageError,
+    ObjectNotFoundError,
+    ReferenceNotFoundError,
+)
 from ..fsutil import TMP_PREFIX, file_lock, tmp_owner_gone
 from ..layer import Limits, produce_layer
 from ..mediatype import INDEX_TYPES
@@ -108,16 +114,23 @@ class Store:
                 self.layers.unpack(cid, dest)
 
     def resolve(self, ref: Reference | str) -> Digest:
-        """An image ID from a reference, a full ID, or a unique ID prefix (as docker accepts)."""
+        """An image ID from a reference, a full ID, or a unique ID prefix (as docker accepts);
+        :class:`~docker_distribution.errors.NoSuchImageError` naming ``ref`` if there is none."""
         if isinstance(ref, Reference):
-            return self.references.get(ref)
+            return self._image_of(ref)
         value = ref.removeprefix("sha256:")
         matches = [i for i in self.images.list() if i.encoded.startswith(value)] if len(value) >= 4 else []
         if len(matches) == 1:
             return matches[0]
         from ..reference import parse_normalized_named
 
-        return self.references.get(parse_normalized_named(ref))
+        return self._image_of(parse_normalized_named(ref), ref)
+
+    def _image_of(self, ref: Reference, asked: str | None = None) -> Digest:
+        try:
+            return self.references.get(ref)
+        except ReferenceNotFoundError:
+            raise NoSuchImageError(asked or ref.familiar) from None
 
     def tag(self, src: Reference | str, dst: Reference) -> Digest:
         """``docker tag``: name the image ``src`` resolves to (a reference, an ID or a unique ID
@@ -131,7 +144,7 @@ class Store:
     def remove_image(self, ref: Reference, *, prune: bool = True,
                      on_wait: Callable[[], None] | None = None) -> list[str]:
         """``docker rmi``: untag ``ref``; when no reference is left, delete the image and prune."""
-        image_id = self.references.get(ref)
+        image_id = self._image_of(ref)
         out = [f"Untagged: {ref.familiar}"]
         self.references.delete(ref)
         remaining = self.references.references(image_id)

@@ -63,11 +63,13 @@ def _blob(layout: Path, data: bytes) -> Descriptor:
 
 
 def _save_dir(store: Any, refs: Sequence[Reference], layout: Path) -> None:
+    # every name resolves before anything is written: a missing image leaves no half layout
+    images: list[tuple[Reference, Digest]] = [(ref, store.resolve(ref if ref.digest else ref.tag_name_only()))
+                                              for ref in refs]
     layout.mkdir(parents=True, exist_ok=True)
     (layout / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
     entries = []
-    for ref in refs:
-        image_id: Digest = store.references.get(ref if ref.digest else ref.tag_name_only())
+    for ref, image_id in images:
         config = store.images.get(image_id)
         _blob(layout, config)
         layers = []
