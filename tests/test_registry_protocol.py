@@ -446,6 +446,17 @@ def test_login_and_logout_through_the_cli(token_registry: TokenBed, tmp_path: Pa
     assert stored["identitytoken"]  # the refresh token is kept instead of the password
     assert "alice-token-pw" not in (tmp_path / "config.json").read_text()
     assert (tmp_path / "config.json").stat().st_mode & 0o077 == 0
+    # docker's guards: a password on the command line is warned about; stdin and a flag are exclusive
+    argv = [exe, "login", reg.host, "-u", "alice", "-p", "alice-token-pw"]
+    flag = subprocess.run(argv, capture_output=True, text=True, env=env)
+    assert (flag.returncode, flag.stdout.strip()) == (0, "Login Succeeded")
+    assert flag.stderr == "WARNING! Using --password via the CLI is insecure. Use --password-stdin.\n"
+    both = subprocess.run([*argv, "--password-stdin"], input="x\n", capture_output=True, text=True, env=env)
+    assert (both.returncode, both.stderr) == (1, "Error: --password and --password-stdin are mutually exclusive\n")
+    # without -u, the password on stdin would be read as the user name: refused before any request
+    nameless = subprocess.run([exe, "login", reg.host, "--password-stdin"], input="alice-token-pw\n",
+                              capture_output=True, text=True, env=env)
+    assert (nameless.returncode, nameless.stderr) == (1, "Error: Must provide --username with --password-stdin\n")
     out = subprocess.run([exe, "logout", reg.host], capture_output=True, text=True, env=env)
     assert out.stdout.strip() == f"Removing login credentials for {reg.host}"
     assert reg.host not in json.loads((tmp_path / "config.json").read_text())["auths"]

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from . import __version__
 from .config import Config
 from .digest import SHA256, Digest
-from .errors import DistributionError, OperationCancelledError
+from .errors import DistributionError, InvalidOptionError, OperationCancelledError
 from .platform import parse_platform
 from .progress import JSONProgress, NullProgress, TerminalProgress, format_bytes
 from .pull import pull_image
@@ -181,6 +181,13 @@ def _server_key(server: str | None) -> str:
 
 
 def _cmd_login(args: argparse.Namespace) -> int:
+    # docker's checks: stdin carries the password, so the user name must come from the flag
+    if args.password and args.password_stdin:
+        raise InvalidOptionError("--password and --password-stdin are mutually exclusive")
+    if args.password_stdin and not args.username:
+        raise InvalidOptionError("Must provide --username with --password-stdin")
+    if args.password:
+        print("WARNING! Using --password via the CLI is insecure. Use --password-stdin.", file=sys.stderr)
     key = _server_key(args.server)
     username = args.username or input("Username: ")
     if args.password_stdin:
