@@ -205,6 +205,13 @@ def test_cli_pull_images_unpack_rmi(registry: Registry, layers: list[Path], tmp_
     assert "Pull complete" in out and out.strip().splitlines()[-1] == ref_s
     assert "Status: Downloaded newer image for" in out
     assert run("pull", "-q", ref_s) == f"{ref_s}\n"  # as docker pull -q: the reference, nothing else
+    # docker's REF rules: a bare name means :latest (announced), and -a takes no tag
+    bare = subprocess.run([exe, "pull", ref_s.rsplit(":", 1)[0]], capture_output=True, text=True, env=env)
+    assert bare.returncode == 1 and bare.stdout.startswith("Using default tag: latest\n")
+    assert "manifest unknown" in bare.stderr  # the image has no :latest
+    for command in ("pull", "push"):
+        both = subprocess.run([exe, command, "-a", ref_s], capture_output=True, text=True, env=env)
+        assert (both.returncode, both.stderr) == (1, "Error: tag can't be used with --all-tags/-a\n")
     json_out = run("pull", "--json", ref_s)
     assert '{"status":"Status: Image is up to date for ' + ref_s + '"}' in json_out
     listing = run("images")

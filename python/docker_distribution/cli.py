@@ -20,7 +20,7 @@ from .platform import parse_platform
 from .progress import JSONProgress, NullProgress, TerminalProgress, format_bytes
 from .pull import pull_image
 from .push import push_image
-from .reference import parse_normalized_named
+from .reference import Reference, parse_normalized_named
 from .registry.auth import AuthConfig, DockerConfigFile
 from .registry.login import login, stored_credentials
 from .registry.service import (
@@ -40,10 +40,21 @@ def _store(args: argparse.Namespace) -> Store:
     return Store(args.root)
 
 
-def _cmd_pull(args: argparse.Namespace) -> int:
+def _cli_ref(args: argparse.Namespace) -> Reference:
+    """REF of pull and push, as the docker CLI takes it: ``-a`` wants a bare name, and a bare
+    name without ``-a`` means ``:latest``, announced unless the output is quiet or JSON."""
     ref = parse_normalized_named(args.ref)
+    if args.all_tags and not ref.is_name_only:
+        raise InvalidOptionError("tag can't be used with --all-tags/-a")
     if ref.is_name_only and not args.all_tags:
         ref = ref.tag_name_only()
+        if not args.quiet and not args.json:
+            print(f"Using default tag: {ref.tag}", flush=True)
+    return ref
+
+
+def _cmd_pull(args: argparse.Namespace) -> int:
+    ref = _cli_ref(args)
     out = JSONProgress() if args.json else NullProgress() if args.quiet else TerminalProgress()
     cfg = Config(registry_service=_service(args), progress_output=out)
     platform = parse_platform(args.platform) if args.platform else None
@@ -57,9 +68,7 @@ def _cmd_pull(args: argparse.Namespace) -> int:
 
 
 def _cmd_push(args: argparse.Namespace) -> int:
-    ref = parse_normalized_named(args.ref)
-    if ref.is_name_only and not args.all_tags:
-        ref = ref.tag_name_only()
+    ref = _cli_ref(args)
     out = JSONProgress() if args.json else NullProgress() if args.quiet else TerminalProgress()
     cfg = Config(registry_service=_service(args), progress_output=out)
     push_image(ref, _store(args), config=cfg, compression=args.compression, compression_level=args.compression_level,
