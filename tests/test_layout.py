@@ -104,6 +104,29 @@ def test_save_and_load_cli(tmp_path: Path) -> None:
     assert Store(tmp_path / "other").references.get(ref) == image_id
 
 
+def test_a_save_to_tar_that_fails_midway_leaves_no_partial_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tarfile
+
+    store = Store(tmp_path / "root")
+    ref, _ = _image(store, tmp_path, "example.com/cli/app:3")
+    out = tmp_path / "out"
+    out.mkdir()
+    real_add = tarfile.TarFile.add
+    calls = 0
+
+    def add(self: tarfile.TarFile, *args: object, **kwargs: object) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 3:  # the archive is half written: the disk fills, say
+            raise OSError(28, "No space left on device")
+        real_add(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(tarfile.TarFile, "add", add)
+    with pytest.raises(OSError):
+        store.save([ref], out / "img.tar")
+    assert list(out.iterdir()) == []  # no partial img.tar, no temporary directory
+
+
 def _digest_blob(layout: Path, data: bytes) -> dict[str, object]:
     d = dd.digest_bytes(data)
     (layout / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)

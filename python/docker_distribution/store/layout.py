@@ -46,9 +46,11 @@ def save(store: Any, refs: Sequence[Reference], path: os.PathLike[str] | str) ->
     if target.suffix == ".tar":
         with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
             _save_dir(store, refs, Path(tmp) / "layout")
-            with tarfile.open(target, "w") as t:
+            # written beside the target and renamed: a failed or killed save leaves no partial .tar
+            with tarfile.open(Path(tmp) / "layout.tar", "w") as t:
                 for p in sorted((Path(tmp) / "layout").rglob("*")):
                     t.add(p, arcname=str(p.relative_to(Path(tmp) / "layout")), recursive=False)
+            os.replace(Path(tmp) / "layout.tar", target)
         return
     _save_dir(store, refs, target)
 
