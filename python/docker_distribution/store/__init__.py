@@ -84,6 +84,8 @@ class Store:
         self.references = ReferenceStore(self.root / "repositories.json")
         self.metadata = FSMetadataStore(self.root / "distribution")
         self.v2_metadata = V2MetadataService(self.metadata)
+        #: shared by every lease, exclusive for prune
+        self._gc_lock = self.root / "gc.lock"
         self._remove_stale_tmp_files()
 
     @contextlib.contextmanager
@@ -92,7 +94,7 @@ class Store:
         yet, or reading layers: ``pull_image``, ``push_image``, :meth:`load`, :meth:`save`,
         :meth:`unpack`, :meth:`tag` and :meth:`image_from_directories` hold it; hold it around a
         composed ``pull()`` or ``push()`` too."""
-        with file_lock(self.root / "gc.lock", shared=True):
+        with file_lock(self._gc_lock, shared=True):
             yield
 
     # --- images ----------------------------------------------------------------------------
@@ -161,31 +163,27 @@ class Store:
                                config: dict[str, object] | None = None, mtime: int | None = 0) -> Digest:
         """Make an image whose layers are the given directories (bottom first), like ``docker import``
         of several trees: each becomes a deterministic tar layer; the image is tagged ``ref`` if given."""
-        with self.lease():
-            return self._image_from_directories(layer_dirs, ref, config, mtime)
-
-    def _image_from_directories(self, layer_dirs: list[os.PathLike[str] | str], ref: Reference | None,
-                                config: dict[str, object] | None, mtime: int | None) -> Digest:
         import tempfile
 
         from ..platform import default_platform
 
         parent: Digest | None = None
         diff_ids: list[str] = []
-        for d in layer_dirs:
-            with tempfile.TemporaryDirectory(dir=self.root) as tmp:
-                blob = Path(tmp) / "layer.tar"
-                produce_layer(blob, source_dir=d, compression="none", mtime=mtime)
-                layer = self.layers.register_file(blob, parent)
-            parent = layer.chain_id
-            diff_ids.append(str(layer.diff_id))
-            layer.release()
         host = default_platform()
-        doc: dict[str, object] = {"architecture": host.architecture, "os": host.os, "config": {},
-                                  **(config or {}), "rootfs": {"type": "layers", "diff_ids": diff_ids}}
-        image_id = self.images.put(json.dumps(doc, separators=(",", ":")).encode())
-        if ref is not None:
-            self.references.add_tag(ref, image_id, force=True)
+        with self.lease():
+            for d in layer_dirs:
+                with tempfile.TemporaryDirectory(dir=self.root) as tmp:
+                    blob = Path(tmp) / "layer.tar"
+                    produce_layer(blob, source_dir=d, compression="none", mtime=mtime)
+                    layer = self.layers.register_file(blob, parent)
+                parent = layer.chain_id
+                diff_ids.append(str(layer.diff_id))
+                layer.release()
+            doc: dict[str, object] = {"architecture": host.architecture, "os": host.os, "config": {},
+                                      **(config or {}), "rootfs": {"type": "layers", "diff_ids": diff_ids}}
+            image_id = self.images.put(json.dumps(doc, separators=(",", ":")).encode())
+            if ref is not None:
+                self.references.add_tag(ref, image_id, force=True)
         return image_id
 
     def save(self, refs: list[Reference], path: os.PathLike[str] | str) -> None:
@@ -208,13 +206,12 @@ class Store:
         """Remove images no reference names, then layers and content no remaining image needs.
         Waits for every :meth:`lease` (a pull, push, load, save or unpack under way) to end first, calling
         ``on_wait`` once if it has to."""
-        lock = self.root / "gc.lock"
-        with file_lock(lock, blocking=False) as free:
+        with file_lock(self._gc_lock, blocking=False) as free:
             if free:
                 return self._prune()
         if on_wait is not None:
             on_wait()
-        with file_lock(lock):
+        with file_lock(self._gc_lock):
             return self._prune()
 
     def _prune(self) -> PruneReport:
