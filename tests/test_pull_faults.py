@@ -305,3 +305,90 @@ def test_ctrl_c_on_a_cli_pull_is_one_line_and_the_pull_continues_later(registry:
     assert store.verify() == [] and store.references.all() == {}
     assert pull_image(dd.parse_normalized_named(f"{proxy.host}/{path}"), store, config=ANON) is not None
     assert proxy.total_sent(digest) - first < size  # continued, not started again
+
+
+def _config_digest(registry: Registry, path: str) -> str:
+    from docker_distribution.registry.client import connect
+    from docker_distribution.registry.service import APIEndpoint
+
+    name, tag = path.split(":")
+    repo = connect(dd.parse_normalized_named(f"{registry.host}/{name}"), APIEndpoint(url=registry.url),
+                   auth_config=AuthConfig())
+    return str(json.loads(repo.get_manifest(tag).payload)["config"]["digest"])
+
+
+def test_a_corrupted_config_fails_the_pull_with_moby_s_text_and_stores_nothing(
+        registry: Registry, proxy: FaultProxy, tmp_path: Path, repo_name: str) -> None:
+    from docker_distribution.fsutil import file_lock
+
+    path, layer, _ = _image(tmp_path, registry, repo_name)
+    config = _config_digest(registry, path)
+    proxy.add(Fault(match=f"/blobs/{config}", method="GET", flip_byte=3, times=10))
+    proxy.add(Fault(match=f"/blobs/{layer}", method="GET", throttle=1 << 20))  # the layer is mid-way then
+    store = Store(tmp_path / "store")
+    with pytest.raises(dd.DistributionError) as e:
+        _fast_pull(proxy, path, store)
+    # a mismatch is not retried (moby's DoNotRetry): one attempt, and moby's wording around it
+    assert str(e.value) == (f"error pulling image configuration: download failed after attempts=1: "
+                            f"image config verification failed for digest {config}")
+    assert [p for (m, p, _) in proxy.requests if m == "GET" and config in p] == [f"/v2/{repo_name}/blobs/{config}"]
+    assert store.images.list() == [] and store.references.all() == {}
+    assert (store.verify(), store.leftovers()) == ([], [])
+    # the cancelled layer download has stopped: no writer holds its ingest any more
+    held = []
+    for lock in (store.root / "content" / "ingest").glob("*/lock"):
+        with file_lock(lock, blocking=False) as free:
+            held += [] if free else [lock]
+    assert held == []
+
+
+def test_a_config_whose_diff_ids_do_not_match_the_layers_is_refused(registry: Registry, tmp_path: Path,
+                                                                   repo_name: str) -> None:
+    from docker_distribution.layer import produce_layer
+    from docker_distribution.mediatype import DOCKER_CONFIG, DOCKER_LAYER_GZIP, DOCKER_MANIFEST
+    from docker_distribution.registry.client import connect
+    from docker_distribution.registry.service import APIEndpoint
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_text("real content\n")
+    layer = produce_layer(tmp_path / "layer.tgz", source_dir=src, compression="gzip")
+    blob = (tmp_path / "layer.tgz").read_bytes()
+    wrong = dd.digest_bytes(b"some other tar")
+    config = json.dumps({"architecture": "amd64", "os": "linux",
+                         "rootfs": {"type": "layers", "diff_ids": [str(wrong)]}}).encode()
+    repo = connect(dd.parse_normalized_named(f"{registry.host}/{repo_name}"), APIEndpoint(url=registry.url),
+                   auth_config=AuthConfig(), actions=("push", "pull"))
+    repo.upload_monolithic(blob, layer.digest)
+    repo.upload_monolithic(config, dd.digest_bytes(config))
+    manifest = json.dumps({"schemaVersion": 2, "mediaType": DOCKER_MANIFEST,
+                           "config": {"mediaType": DOCKER_CONFIG, "size": len(config),
+                                      "digest": str(dd.digest_bytes(config))},
+                           "layers": [{"mediaType": DOCKER_LAYER_GZIP, "size": layer.size,
+                                       "digest": str(layer.digest)}]}).encode()
+    repo.put_manifest("v1", manifest, DOCKER_MANIFEST)
+    store = Store(tmp_path / "store")
+    with pytest.raises(dd.DistributionError, match="^layers from manifest don't match image configuration$"):
+        pull_image(dd.parse_normalized_named(f"{registry.host}/{repo_name}:v1"), store, config=ANON)
+    assert store.images.list() == [] and store.references.all() == {}
+    assert (store.verify(), store.leftovers()) == ([], [])
+
+
+def test_a_tampered_manifest_fetched_by_digest_is_refused_and_not_kept(registry: Registry, proxy: FaultProxy,
+                                                                      tmp_path: Path, repo_name: str) -> None:
+    path, _, _ = _image(tmp_path, registry, repo_name)
+    from docker_distribution.registry.client import connect
+    from docker_distribution.registry.service import APIEndpoint
+
+    repo = connect(dd.parse_normalized_named(f"{registry.host}/{repo_name}"), APIEndpoint(url=registry.url),
+                   auth_config=AuthConfig())
+    digest = repo.resolve("v1").digest
+    proxy.add(Fault(match=f"/manifests/{digest}", method="GET", flip_byte=40, times=10))
+    store = Store(tmp_path / "store")
+    for ref in (f"{repo_name}@{digest}", path):  # by tag, the manifest is fetched by its digest too
+        with pytest.raises(dd.ManifestVerificationError, match=f"^manifest verification failed for digest {digest}$"):
+            _fast_pull(proxy, ref, store)
+    infos: list[object] = []
+    store.content.walk(infos.append)
+    assert infos == [] and store.images.list() == [] and store.references.all() == {}
+    assert (store.verify(), store.leftovers()) == ([], [])

@@ -311,3 +311,22 @@ def test_rmi_from_another_process_during_a_push_waits_for_it(registry: Registry,
     assert [r.digest is not None for r in after.references.references(image_id)] == [True]
     assert after.verify() == [] and after.leftovers() == []
     _pulls_back(registry.host, f"{repo_name}:v1", tmp_path, image_id)
+
+
+def test_a_failed_push_returns_with_none_of_its_uploads_still_sending(registry: Registry, proxy: FaultProxy,
+                                                                      tmp_path: Path, repo_name: str) -> None:
+    """The top layer's upload fails for good while the bottom one is mid-body: the push raises only
+    once that one has stopped too, so nothing of a failed push still talks to the registry after it."""
+    rng = random.Random(7)
+    dirs = [tmp_path / "bottom", tmp_path / "top"]
+    for d, size in zip(dirs, (2 * BIG, BIG)):
+        d.mkdir()
+        (d / "random.bin").write_bytes(rng.randbytes(size))
+    store = Store(tmp_path / "s")
+    image_id = store.image_from_directories(dirs, dd.parse_normalized_named(f"{proxy.host}/{repo_name}:v1"))
+    top, _ = _big_layer(store, image_id)
+    proxy.add(Fault(match=top.split(":")[1], method="PUT", status=500, times=10))
+    proxy.add(Fault(match="/blobs/uploads/", method="PATCH", throttle=2 << 20, times=10))  # 2 s and 4 s
+    with pytest.raises(E.DistributionError, match="500"):
+        _push(store, f"{proxy.host}/{repo_name}:v1", attempts=1)
+    assert proxy.inflight == 0

@@ -18,9 +18,11 @@ from .errors import (
     DistributionError,
     InvalidDigestError,
     InvalidReferenceError,
+    ManifestVerificationError,
     RegistryError,
     SizeMismatchError,
     UnsupportedMediaTypeError,
+    VerificationError,
 )
 from .platform import Platform, parse_platform
 from .progress import JSONProgress, Progress, ProgressOutput, TerminalProgress
@@ -67,9 +69,11 @@ __all__ = [
     "DistributionError",
     "InvalidDigestError",
     "InvalidReferenceError",
+    "ManifestVerificationError",
     "RegistryError",
     "SizeMismatchError",
     "UnsupportedMediaTypeError",
+    "VerificationError",
     "__version__",
     "digest_bytes",
     "errors",

@@ -27,6 +27,7 @@ Every error this package raises is a :class:`DistributionError`. The tree::
     ├── UnexpectedHTTPStatusError        any other non-success status (5xx …)  (retryable)
     ├── VerificationError                bytes did not match what was promised
     │   ├── DigestMismatchError
+    │   │   └── ManifestVerificationError  ``manifest verification failed for digest <d>``
     │   └── SizeMismatchError
     ├── InvalidDigestError (ValueError)
     │   └── UnsupportedDigestAlgorithmError
@@ -117,6 +118,7 @@ __all__ = [
     "DeprecatedSchema1ImageError",
     "DigestInvalidError",
     "DigestMismatchError",
+    "ManifestVerificationError",
     "DistributionError",
     "InvalidDigestError",
     "InvalidReferenceError",
@@ -483,6 +485,18 @@ class DigestMismatchError(VerificationError):
         self.expected = expected
         self.actual = actual
         super().__init__(f"digest mismatch: expected {expected}, got {actual}")
+
+
+class ManifestVerificationError(DigestMismatchError):
+    """A manifest asked for by digest came with other bytes: moby's ``manifest verification failed
+    for digest <d>``. Nothing was kept."""
+
+    def __init__(self, expected: str, actual: str) -> None:
+        super().__init__(expected, actual)
+        self.args = (f"manifest verification failed for digest {expected}",)
+
+    def __str__(self) -> str:
+        return str(self.args[0])
 
 
 class SizeMismatchError(VerificationError):

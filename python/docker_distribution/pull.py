@@ -33,6 +33,7 @@ from .errors import (
     FallbackError,
     ImageConfigPullError,
     InvalidOptionError,
+    ManifestVerificationError,
     ObjectNotFoundError,
     ReferenceNotFoundError,
     TransportError,
@@ -315,8 +316,8 @@ class _Puller:
     def _pull_image_manifest(self, ref: Reference, m: ImageManifest, platform: Platform | None) -> tuple[Digest, Digest]:
         if ref.digest is not None:
             want = Digest.parse(ref.digest)
-            if Digest.from_bytes(m.raw, want.algorithm) != want:
-                raise DistributionError(f"manifest verification failed for digest {want}")
+            if (got := Digest.from_bytes(m.raw, want.algorithm)) != want:
+                raise ManifestVerificationError(str(want), str(got))
             manifest_digest = want
         else:
             manifest_digest = Digest.from_bytes(m.raw)
@@ -327,8 +328,8 @@ class _Puller:
             raise IndexTooDeepError(f"manifest lists nested more than {MAX_INDEX_DEPTH} deep")
         if ref.digest is not None:
             want = Digest.parse(ref.digest)
-            if Digest.from_bytes(index.raw, want.algorithm) != want:
-                raise DistributionError(f"manifest verification failed for digest {want}")
+            if (got := Digest.from_bytes(index.raw, want.algorithm)) != want:
+                raise ManifestVerificationError(str(want), str(got))
         list_digest = index.digest
         matches = filter_manifests(index.manifests, self.config.platform)
         for match in matches:

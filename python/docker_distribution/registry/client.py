@@ -26,6 +26,7 @@ from ..errors import (
     BlobUnknownError,
     BlobUploadUnknownError,
     DigestMismatchError,
+    ManifestVerificationError,
     FallbackError,
     InvalidDigestError,
     ResponseFormatError,
@@ -141,7 +142,8 @@ class Repository:
         resp, payload = self.transport.fetch(url, headers={"Accept": ", ".join(accept)}, limit=max_size)
         media_type = resp.headers.get("Content-Type", "")
         expected: Digest | None = None
-        if ":" in tag_or_digest:
+        by_digest = ":" in tag_or_digest
+        if by_digest:
             expected = Digest.parse(tag_or_digest)
         elif resp.headers.get("Docker-Content-Digest"):
             try:
@@ -151,7 +153,7 @@ class Repository:
         algorithm = expected.algorithm if expected else "sha256"
         actual = Digest.from_bytes(payload, algorithm)
         if expected is not None and actual != expected:
-            raise DigestMismatchError(str(expected), str(actual))
+            raise (ManifestVerificationError if by_digest else DigestMismatchError)(str(expected), str(actual))
         return RawManifest(media_type, actual, payload)
 
     def manifest_exists(self, digest: Digest | str) -> bool:

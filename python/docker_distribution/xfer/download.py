@@ -29,6 +29,7 @@ from .transfer import (
     TransferContext,
     TransferManager,
     Watcher,
+    settle,
     should_retry,
 )
 
@@ -119,13 +120,16 @@ class LayerDownloadManager:
 
         if top_transfer is None:
             return rootfs, release
-        while not top_transfer.done.wait(0.05):
-            if cancel is not None and cancel.is_set():
-                release()
-                raise OperationCancelledError()
-        if top_transfer.error is not None:
+        try:
+            while not top_transfer.done.wait(0.05):
+                if cancel is not None and cancel.is_set():
+                    raise OperationCancelledError()
+            if top_transfer.error is not None:
+                raise top_transfer.error
+        except BaseException:  # a cancel, a layer's error, or Ctrl-C in this thread
             release()
-            raise top_transfer.error
+            settle(watchers)
+            raise
         layer: Layer = top_transfer.result
         chain: list[Digest] = []
         info_cid: Digest | None = layer.chain_id

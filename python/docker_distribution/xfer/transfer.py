@@ -13,8 +13,9 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..errors import (
@@ -26,11 +27,14 @@ from ..errors import (
 )
 from ..progress import Progress, ProgressOutput
 
-__all__ = ["DEFAULT_WAIT_DURATION", "RETRY_DELAY_UNIT", "Transfer", "TransferContext", "TransferManager", "Watcher",
-           "should_retry"]
+__all__ = ["DEFAULT_WAIT_DURATION", "RETRY_DELAY_UNIT", "SETTLE_TIMEOUT", "Transfer", "TransferContext",
+           "TransferManager", "Watcher", "settle", "should_retry"]
 
 DEFAULT_WAIT_DURATION = 1.0  # seconds per countdown tick, moby's waitDuration
 RETRY_DELAY_UNIT = 5  # seconds × attempt before the next attempt, as moby
+#: how long a caller that gave up waits for the transfers its release cancelled to stop (they
+#: check for cancellation between reads, so this bounds only a read stuck on a silent server)
+SETTLE_TIMEOUT = 10.0
 
 
 class Watcher:
@@ -138,6 +142,16 @@ class TransferContext:
 
 
 TransferFunc = Callable[[TransferContext], Any]
+
+
+def settle(watchers: Iterable[Watcher]) -> None:
+    """After ``watchers`` were released: wait (at most :data:`SETTLE_TIMEOUT` in all) for the
+    transfers that release cancelled, so a pull or push that failed returns with none of its own
+    transfers still writing to the store or the registry. Transfers other callers still watch go on."""
+    deadline = time.monotonic() + SETTLE_TIMEOUT
+    for w in watchers:
+        if w.transfer.cancelled.is_set():
+            w.transfer.done.wait(max(0.0, deadline - time.monotonic()))
 
 
 def should_retry(ctx: TransferContext, exc: BaseException, attempt: int, max_attempts: int) -> bool:

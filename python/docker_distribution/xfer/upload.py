@@ -25,6 +25,7 @@ from .transfer import (
     TransferContext,
     TransferManager,
     Watcher,
+    settle,
     should_retry,
 )
 
@@ -77,6 +78,7 @@ class LayerUploadManager:
         finally:
             for t, w in transfers.values():
                 t.release(w)
+            settle(w for _, w in transfers.values())
 
     def _run(self, d: UploadDescriptor) -> Callable[[TransferContext], Descriptor]:
         def run(ctx: TransferContext) -> Descriptor:
