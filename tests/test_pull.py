@@ -203,6 +203,7 @@ def test_cli_pull_images_unpack_rmi(registry: Registry, layers: list[Path], tmp_
 
     out = run("pull", ref_s)
     assert "Pull complete" in out and out.strip().splitlines()[-1] == ref_s
+    assert "Downloading" not in out and "Extracting" not in out and "[" not in out  # no bars off a TTY, as docker
     assert "Status: Downloaded newer image for" in out
     assert run("pull", "-q", ref_s) == f"{ref_s}\n"  # as docker pull -q: the reference, nothing else
     # docker's REF rules: a bare name means :latest (announced), and -a takes no tag

@@ -108,7 +108,7 @@ def _cmd_images(args: argparse.Namespace) -> int:
             cid = store.image_chain_id(image_id)
             if cid is not None:
                 size = sum(i.size for i in store.layers.chain(cid))
-            rows.append((name, tag, image_id.short_id, format_bytes(size)))
+            rows.append((name, tag, image_id.short_id, format_bytes(size, 3)))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     for r in rows:
         print("   ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())

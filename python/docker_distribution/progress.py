@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TextIO
 
 __all__ = ["CollectingProgress", "JSONProgress", "NullProgress", "Progress", "ProgressOutput", "ProgressReader",
-           "TerminalProgress", "format_bytes", "render"]
+           "TerminalProgress", "format_bytes", "progress_text", "render"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,22 +59,30 @@ class CollectingProgress:
         return [p.message or p.action for p in self.items]
 
 
-def format_bytes(n: float) -> str:
-    """Docker's ``units.HumanSize`` (decimal, 3 significant digits)."""
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.3g}{unit}"
+def format_bytes(n: float, precision: int = 4) -> str:
+    """Docker's ``units.HumanSizeWithPrecision``: decimal units, ``precision`` significant digits
+    (4 in progress bars, as ``units.HumanSize``; 3 in ``docker images``)."""
+    units = ("B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB")
+    i = 0
+    while n >= 1000 and i < len(units) - 1:
         n /= 1000
-    return f"{n}B"  # pragma: no cover
+        i += 1
+    return f"{n:.{precision}g}{units[i]}"
 
 
-def _bar(current: int, total: int, width: int = 50) -> str:
-    if total <= 0:
+def progress_text(p: Progress) -> str:
+    """moby's ``JSONProgress.String()`` at the daemon's width (200): ``[====>    ]  1.234MB/5.678MB``;
+    the counts alone when the total is unknown; empty for an item without counts."""
+    if p.current <= 0 and p.total <= 0:
         return ""
-    filled = min(width, int(width * current / total))
-    arrow = ">" if filled < width else ""
-    head = "=" * max(0, filled - (1 if arrow else 0)) + arrow
-    return f"[{head}{' ' * (width - len(head))}] {format_bytes(current)}/{format_bytes(total)}"
+    if p.total <= 0:
+        return f"{format_bytes(p.current):>8}"
+    filled = min(50, int(p.current / p.total * 100) // 2)
+    box = f"[{'=' * filled}>{' ' * (50 - filled)}] "
+    if p.hide_counts:
+        return box
+    current = format_bytes(p.current)
+    return box + (f"{current:>8}" if p.current > p.total else f"{current:>8}/{format_bytes(p.total)}")
 
 
 def render(p: Progress) -> dict[str, Any]:
@@ -90,9 +98,8 @@ def render(p: Progress) -> dict[str, Any]:
         if p.total:
             detail["total"] = p.total
         out = {"status": p.action, "progressDetail": detail}
-        bar = _bar(p.current, p.total) if not p.hide_counts else ""
-        if bar:
-            out["progress"] = bar
+        if text := progress_text(p):
+            out["progress"] = text
     if p.id:
         out["id"] = p.id
     return out
@@ -113,7 +120,8 @@ class JSONProgress:
 
 
 class TerminalProgress:
-    """docker-style output: on a TTY one live line per layer; otherwise plain lines as they change."""
+    """docker-style output: on a TTY one live line per layer, with its bar; otherwise one plain line
+    per status change, leaving out the items that carry counts (bars), as docker does off a TTY."""
 
     def __init__(self, stream: TextIO | None = None, *, tty: bool | None = None) -> None:
         self.stream = stream or sys.stdout
@@ -128,8 +136,11 @@ class TerminalProgress:
             return
         status = p.message or p.action
         line = f"{p.id}: {status}" if p.id else status
-        if p.action and not p.hide_counts and p.total:
-            line += " " + _bar(p.current, p.total)
+        counts = progress_text(p) if p.action else ""
+        if counts and not self.tty:
+            return  # as docker: items with counts are not shown off a terminal
+        if counts:
+            line += " " + counts
         with self._lock:
             if not self.tty or not p.id:
                 if not p.id or self._last_plain.get(p.id) != status:
