@@ -105,6 +105,17 @@ def test_push_to_a_second_registry_round_trips_through_skopeo_and_umoci(
     push_image(target, store, config=ANON, progress_output=out)
     assert out.texts()[0] == f"The push refers to repository [{second.host}/copied/app]"
     assert out.texts().count("Pushed") == 2
+    # moby's Pushing bar: the diff's tar bytes read, against the diff's size, ending full
+    chain = store.image_chain_id(image_id)
+    sizes = {}
+    while chain is not None:
+        info = store.layers.info(chain)
+        sizes[info.diff_id.short_id] = info.size
+        chain = info.parent
+    for layer_id, size in sizes.items():
+        bars = [(p.current, p.total) for p in out.items if p.id == layer_id and p.action == "Pushing"]
+        assert bars and {t for _, t in bars} == {size} and bars[-1] == (size, size), layer_id
+        assert [c for c, _ in bars] == sorted(c for c, _ in bars)
     theirs = umoci_unpack(f"{second.host}/copied/app:v1", tmp_path / "u")
     ours = tmp_path / "ours"
     store.unpack(image_id, ours)

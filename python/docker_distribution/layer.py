@@ -227,6 +227,12 @@ class LayerProducer:
         while (chunk := self._inner.read_chunk()) is not None:
             yield chunk
 
+    @property
+    def tar_bytes(self) -> int:
+        """Uncompressed tar bytes consumed so far (what an upload's progress counts, as moby's does);
+        ahead of the chunks iterated by at most the blocks being compressed."""
+        return self._inner.tar_bytes
+
     def result(self) -> ProducedLayer:
         return ProducedLayer._from(self._inner.result())
 

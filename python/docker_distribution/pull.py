@@ -506,7 +506,7 @@ class _LayerDescriptor:
 
     def download(self, ctx: TransferContext, pending: PendingLayer) -> None:
         size = self.desc.size
-        progress = ProgressReader(_Broadcast(ctx), self.id(), "Downloading", size)
+        progress = ProgressReader(ctx, self.id(), "Downloading", size)
         ingest = self._open_ingest()
         resumed = 0
         try:
@@ -680,11 +680,3 @@ def _feed(chunk: bytes, pending: PendingLayer, progress: ProgressReader, ingest:
     if ingest is not None:
         ingest.write(chunk)
     progress.add(len(chunk))
-
-
-class _Broadcast:
-    def __init__(self, ctx: TransferContext) -> None:
-        self.ctx = ctx
-
-    def write_progress(self, p: Progress) -> None:
-        self.ctx.progress(p)

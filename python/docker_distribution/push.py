@@ -55,7 +55,7 @@ from .metadata import (
     check_v2_metadata_hmac,
     compute_v2_metadata_hmac_key,
 )
-from .progress import Progress, ProgressOutput
+from .progress import Progress, ProgressOutput, ProgressReader
 from .reference import Reference, parse_normalized_named
 from .registry.auth import AuthConfig
 from .registry.client import BlobUpload, Repository, connect
@@ -479,7 +479,7 @@ class _PushDescriptor:
         key = self._upload_key(diff_id)
         if self.layer.size() <= MONOLITHIC_MAX and not session.offset:
             producer = self._produce()
-            data = b"".join(producer)  # at most ~1 MiB
+            data = b"".join(self._body(ctx, producer, 0))  # at most ~1 MiB
             result = producer.result()
             session.commit(result.digest, data=data)
             return self._pushed(ctx, diff_id, result.digest, result.size)
@@ -554,23 +554,18 @@ class _PushDescriptor:
         return remote
 
     def _body(self, ctx: TransferContext, producer: LayerProducer, skip: int) -> Iterator[bytes]:
-        """The compressed stream from byte ``skip`` on (the producer is deterministic), with progress."""
-        sent = 0
-        reported = 0
+        """The compressed stream from byte ``skip`` on (the producer is deterministic). Progress is
+        moby's: ``Pushing`` counts the diff's tar bytes consumed, against the diff's size."""
+        progress = ProgressReader(ctx, self.id(), "Pushing", self.layer.size())
         for chunk in producer:
             ctx.check()
+            progress.add(producer.tar_bytes - progress.current)
             if skip:
                 if len(chunk) <= skip:
                     skip -= len(chunk)
-                    sent += len(chunk)
                     continue
                 chunk = chunk[skip:]
-                sent += skip
                 skip = 0
-            sent += len(chunk)
-            if sent - reported >= 512 * 1024:
-                reported = sent
-                # compressed bytes sent; the compressed total is known only at the end
-                ctx.progress(Progress(self.id(), action="Pushing", current=sent))
             yield chunk
+        progress.finish()
 

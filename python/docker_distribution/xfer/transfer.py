@@ -113,6 +113,8 @@ class TransferContext:
     def progress(self, p: Progress) -> None:
         self.transfer.broadcast(p)
 
+    write_progress = progress  # a ProgressOutput: what it is given goes to every watcher
+
     def wait_for_slot(self) -> None:
         while not self._start.wait(0.05):
             if self.transfer.cancelled.is_set():

@@ -440,3 +440,17 @@ fn a_damaged_or_hostile_split_record_is_a_corrupt_record_and_reads_nothing_outsi
         assert!(!out.windows(7).any(|w| w == b"outside"), "{what}: read the file outside the diff");
     }
 }
+
+#[test]
+fn the_tar_bytes_counter_ends_at_the_uncompressed_size() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+
+    let tar = tar_of(&[("a", tar::EntryType::Regular, &[7u8; 300_000], None), ("b", tar::EntryType::Regular, b"bb", None)]);
+    for codec in [Codec::None, Codec::Gzip { level: 1 }, Codec::Zstd { level: 3 }] {
+        let counter = Arc::new(AtomicU64::new(0));
+        let p = dd_core::layer::produce::produce_counting(Source::Tar(Box::new(std::io::Cursor::new(tar.clone()))), codec, 2,
+                                                          std::io::sink(), counter.clone()).unwrap();
+        assert_eq!((counter.load(Ordering::Relaxed), p.uncompressed_size), (tar.len() as u64, tar.len() as u64), "{codec:?}");
+    }
+}

@@ -2,13 +2,14 @@
 //! by Python in large chunks. All waiting and work happens with the GIL released.
 use std::fs::File;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use dd_core::digest::Digest;
 use dd_core::error::Error;
 use dd_core::layer::apply::{apply_layer, Applied, ApplyOptions, Limits, Mode};
-use dd_core::layer::produce::{produce, Codec, Produced, Source, DEFAULT_GZIP_LEVEL, DEFAULT_ZSTD_LEVEL};
+use dd_core::layer::produce::{produce, produce_counting, Codec, Produced, Source, DEFAULT_GZIP_LEVEL, DEFAULT_ZSTD_LEVEL};
 use dd_core::layer::split::TarStream;
 use dd_core::pipe::{pipe, ChunkWriter, PipeReader, PipeWriter};
 use pyo3::prelude::*;
@@ -175,6 +176,7 @@ fn produce_layer_file(py: Python<'_>, dest: PathBuf, source_dir: Option<PathBuf>
 struct LayerProducer {
     rx: Mutex<PipeReader>,
     worker: Worker<Produced>,
+    tar_bytes: Arc<AtomicU64>,
 }
 
 #[pymethods]
@@ -187,11 +189,13 @@ impl LayerProducer {
         let src = source(source_dir, source_diff, mtime)?;
         let n = self::threads(threads);
         let (tx, rx) = pipe(DEPTH);
+        let tar_bytes = Arc::new(AtomicU64::new(0));
+        let counter = tar_bytes.clone();
         let worker = std::thread::Builder::new()
             .name("dd-layer-produce".into())
             .spawn(move || {
                 let mut w = ChunkWriter::new(tx, CHUNK);
-                match produce(src, codec, n, &mut w) {
+                match produce_counting(src, codec, n, &mut w, counter) {
                     Ok(p) => {
                         w.close()?;
                         Ok(p)
@@ -203,7 +207,7 @@ impl LayerProducer {
                 }
             })
             .map_err(|e| NativeError(Error::Io(e)))?;
-        Ok(LayerProducer { rx: Mutex::new(rx), worker: Mutex::new(Some(worker)) })
+        Ok(LayerProducer { rx: Mutex::new(rx), worker: Mutex::new(Some(worker)), tar_bytes })
     }
 
     /// The next compressed chunk, or None at the end.
@@ -218,6 +222,13 @@ impl LayerProducer {
                 Err(self.join(py).err().unwrap_or(NativeError(Error::Cancelled)))
             }
         }
+    }
+
+    /// Bytes of the uncompressed tar consumed so far (ahead of the chunks read by at most the
+    /// blocks in flight).
+    #[getter]
+    fn tar_bytes(&self) -> u64 {
+        self.tar_bytes.load(Ordering::Relaxed)
     }
 
     /// Digest, size and diffID once every chunk was read.

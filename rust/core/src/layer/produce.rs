@@ -13,6 +13,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{channel, sync_channel, Receiver, SyncSender};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread;
 
@@ -56,15 +57,22 @@ pub struct Produced {
 
 /// Write `source` as a compressed layer into `out`.
 pub fn produce<W: Write>(source: Source, codec: Codec, threads: usize, out: W) -> Result<Produced> {
+    produce_counting(source, codec, threads, out, Arc::new(AtomicU64::new(0)))
+}
+
+/// [`produce`], adding the tar bytes consumed so far to `tar_bytes` as it goes, for another
+/// thread to read (an upload's progress counts them, as moby's does, against the diff's size).
+pub fn produce_counting<W: Write>(source: Source, codec: Codec, threads: usize, out: W, tar_bytes: Arc<AtomicU64>)
+                                 -> Result<Produced> {
     let mut out = HashingWriter::new(out);
     let (diff_id, uncompressed_size) = match codec {
         Codec::None => {
             let mut tar = HashingWriter::new(&mut out);
-            write_tar(source, &mut tar)?;
+            write_tar(source, &mut Counting { inner: &mut tar, n: tar_bytes })?;
             tar.finish()
         }
-        Codec::Zstd { level } => parallel_blocks(source, BlockCodec::Zstd(level), threads.max(1), &mut out)?,
-        Codec::Gzip { level } => parallel_blocks(source, BlockCodec::Gzip(level), threads.max(1), &mut out)?,
+        Codec::Zstd { level } => parallel_blocks(source, BlockCodec::Zstd(level), threads.max(1), &mut out, tar_bytes)?,
+        Codec::Gzip { level } => parallel_blocks(source, BlockCodec::Gzip(level), threads.max(1), &mut out, tar_bytes)?,
     };
     out.flush()?;
     let (digest, size) = out.finish();
@@ -185,6 +193,23 @@ fn append<W: Write, R: Read>(b: &mut tar::Builder<W>, header: &mut tar::Header, 
     header.set_cksum();
     b.append(header, data)?;
     Ok(())
+}
+
+/// Adds the bytes written through it to a counter other threads may read.
+struct Counting<W> {
+    inner: W,
+    n: Arc<AtomicU64>,
+}
+
+impl<W: Write> Write for Counting<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let k = self.inner.write(buf)?;
+        self.n.fetch_add(k as u64, Ordering::Relaxed);
+        Ok(k)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 /// Hashes and counts what is written through it.
@@ -346,7 +371,8 @@ impl Drop for Slot {
     }
 }
 
-fn parallel_blocks<W: Write>(source: Source, codec: BlockCodec, threads: usize, out: &mut W) -> Result<(Digest, u64)> {
+fn parallel_blocks<W: Write>(source: Source, codec: BlockCodec, threads: usize, out: &mut W, tar_bytes: Arc<AtomicU64>)
+                            -> Result<(Digest, u64)> {
     let compressors = (0..threads).map(|_| BlockCompressor::new(codec)).collect::<Result<Vec<_>>>()?;
     let (block_tx, block_rx) = sync_channel::<(u64, Vec<u8>)>(threads * 2);
     let block_rx = Arc::new(Mutex::new(block_rx));
@@ -376,7 +402,7 @@ fn parallel_blocks<W: Write>(source: Source, codec: BlockCodec, threads: usize, 
             BlockCodec::Zstd(_) => ZSTD_BLOCK,
         };
         let mut sink = BlockSink { tx: block_tx, buf: Vec::with_capacity(block), block, index: 0, digester: Digester::new(Algorithm::Sha256) };
-        write_tar(source, &mut sink)?;
+        write_tar(source, &mut Counting { inner: &mut sink, n: tar_bytes })?;
         sink.flush_block()?;
         let n = sink.digester.written();
         Ok((sink.digester.finalize(), n))
