@@ -271,6 +271,20 @@ def test_push_errors_keep_mobys_messages(tmp_path: Path, registry: Registry) -> 
         push_image(dd.parse_normalized_named(f"{registry.host}/x@{dd.digest_bytes(b'm')}"), store, config=ANON)
     with pytest.raises(E.DistributionError, match="tag does not exist: .*/x:v2"):
         push_image(dd.parse_normalized_named(f"{registry.host}/x:v2"), store, config=ANON)
+    with pytest.raises(E.DistributionError, match=f"^could not find image from tag {registry.host}/x:v1: "):
+        push_image(dd.parse_normalized_named(f"{registry.host}/x:v1"), store, config=ANON)
+    # a name whose only references are digests has nothing to push
+    store.references.add_digest(dd.parse_normalized_named(f"{registry.host}/y@{dd.digest_bytes(b'm')}"), dd.digest_bytes(b"i"))
+    with pytest.raises(E.DistributionError, match=f"^no tags to push for {registry.host}/y$"):
+        push_image(dd.parse_normalized_named(f"{registry.host}/y"), store, config=ANON)
+    # an image whose layers are not in the store
+    missing = json.dumps({"os": "linux", "rootfs": {"type": "layers", "diff_ids": [str(dd.digest_bytes(b"tar"))]}})
+    store.references.add_tag(dd.parse_normalized_named(f"{registry.host}/z:v1"), store.images.put(missing.encode()))
+    with pytest.raises(E.DistributionError, match="^failed to get top layer from image: "):
+        push_image(dd.parse_normalized_named(f"{registry.host}/z:v1"), store, config=ANON)
+    for name in ("x", "y", "z"):  # nothing reached the registry
+        with pytest.raises(E.DistributionError, match="name unknown"):
+            dd.tags(dd.parse_normalized_named(f"{registry.host}/{name}"), ANON)
 
 
 def _proxy_push(registry: Registry, store: Store, image_id: dd.Digest, proxy: FaultProxy, name: str) -> CollectingProgress:
