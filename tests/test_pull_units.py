@@ -21,7 +21,7 @@ from docker_distribution.manifest import (
     detect_manifest_blob_media_type,
     parse_manifest,
 )
-from docker_distribution.platform import Platform, filter_manifests, format_all, only
+from docker_distribution.platform import Platform, default_platform, filter_manifests, format_all, only, parse_platform
 from docker_distribution.pull import NoMatchesError, _config_rootfs, _Puller, _retry
 from docker_distribution.mediatype import DOCKER_MANIFEST, DOCKER_MANIFEST_LIST
 from docker_distribution.reference import parse_normalized_named
@@ -111,6 +111,48 @@ def test_arm64_ladder_and_unknown_entries() -> None:
     entries = [_entry("unknown", os="unknown"), _entry("arm", "v7"), _entry("", os=""), _entry("arm64")]
     ordered = filter_manifests(entries, Platform("linux", "arm64"))
     assert [(d.platform or {}).get("architecture") for d in ordered] == ["arm64", "arm", None]
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("linux/arm64", ("linux", "arm64", "")),
+    ("linux/arm64/v8", ("linux", "arm64", "v8")),
+    ("linux/aarch64", ("linux", "arm64", "")),
+    ("linux/arm", ("linux", "arm", "")),  # arm/v7, whose variant containerd leaves out
+    ("linux/arm/6", ("linux", "arm", "v6")),
+    ("Linux/X86_64", ("linux", "amd64", "")),
+    ("macos/arm64", ("darwin", "arm64", "")),
+    ("windows(10.0.17763)/amd64", ("windows", "amd64", "")),
+    ("s390x", (default_platform().os, "s390x", "")),  # a known architecture alone: the host's OS
+])
+def test_platform_specifiers_parse_as_containerd_does(value: str, expected: tuple[str, str, str]) -> None:
+    p = parse_platform(value)
+    assert (p.os, p.architecture, p.variant) == expected
+    assert parse_platform("windows(10.0.17763)/amd64").os_version == "10.0.17763"
+    # a known OS alone takes the host's architecture, without the amd64 level (so linux/amd64 entries come first)
+    alone = parse_platform("linux")
+    assert (alone.os, alone.architecture) == ("linux", default_platform().architecture) and alone.variant in ("", "v6", "v8")
+
+
+@pytest.mark.parametrize("value, message", [
+    ("bogus", '"bogus": unknown operating system or architecture: invalid argument'),
+    ("linux/amd64/v3/x", '"linux/amd64/v3/x": cannot parse platform specifier: invalid argument'),
+    ("linux/*", '"linux/*": wildcards not yet supported: invalid argument'),
+    ("", '"" is an invalid OS component of ""'),
+    ("linux/am d64", '"am d64" is an invalid component of "linux/am d64"'),
+    ("linux//", '"" is an invalid component of "linux//"'),
+])
+def test_bad_platform_specifiers_are_typed_errors(value: str, message: str) -> None:
+    with pytest.raises(E.InvalidOptionError) as e:
+        parse_platform(value)
+    assert str(e.value).startswith(message)
+
+
+def test_cli_pull_refuses_a_bad_platform_before_any_request(tmp_path: Path) -> None:
+    exe = str(Path(sys.executable).parent / "docker-distribution")
+    done = subprocess.run([exe, "--root", str(tmp_path), "pull", "--platform", "bogus", "127.0.0.1:9/x:v1"],
+                          capture_output=True, text=True)
+    assert (done.returncode, done.stderr) == (
+        1, 'Error: "bogus": unknown operating system or architecture: invalid argument\n')
 
 
 def test_detect_manifest_blob_media_type() -> None:

@@ -35,14 +35,53 @@ class Platform:
                    str(doc.get("os.version", "")))
 
 
-def parse_platform(value: str) -> Platform:
-    """``os[/arch[/variant]]`` as ``--platform`` takes it."""
-    parts = value.split("/")
-    if not 1 <= len(parts) <= 3 or not all(parts):
-        from .errors import InvalidReferenceError
+_KNOWN_OS = frozenset("aix android darwin dragonfly freebsd hurd illumos ios js linux nacl netbsd openbsd plan9 "
+                      "solaris windows zos".split())
+_KNOWN_ARCH = frozenset("386 amd64 amd64p32 arm armbe arm64 arm64be ppc64 ppc64le loong64 mips mipsle mips64 mips64le "
+                        "mips64p32 mips64p32le ppc riscv riscv64 s390 s390x sparc sparc64 wasm".split())
+_OS_AND_VERSION = re.compile(r"([A-Za-z0-9_-]+)(?:\(([A-Za-z0-9_.-]*)\))?")
+_COMPONENT = re.compile(r"[A-Za-z0-9_.-]+")
 
-        raise InvalidReferenceError(f'"{value}": unknown operating system or architecture: invalid argument')
-    return normalize(Platform(*parts))
+
+def parse_platform(value: str) -> Platform:
+    """``os[(osversion)][/arch[/variant]]`` as ``--platform`` takes it: containerd's ``platforms.Parse``.
+
+    One component is an OS (with the host's architecture) if it names a known one, else a known
+    architecture (on the host's OS); anything else, and any component outside ``[A-Za-z0-9_.-]``,
+    raises :class:`~docker_distribution.errors.InvalidOptionError` with containerd's text."""
+    from .errors import InvalidOptionError
+
+    def invalid(why: str) -> InvalidOptionError:
+        return InvalidOptionError(f"{why}: invalid argument")
+
+    if "*" in value:
+        raise invalid(f'"{value}": wildcards not yet supported')
+    parts = value.split("/", 3)
+    head = _OS_AND_VERSION.fullmatch(parts[0])
+    if head is None:
+        raise invalid(f'"{parts[0]}" is an invalid OS component of "{value}": OSAndVersion specifier component must '
+                      f'match "^{_OS_AND_VERSION.pattern}$"')
+    for part in parts[1:]:
+        if not _COMPONENT.fullmatch(part):
+            raise invalid(f'"{part}" is an invalid component of "{value}": platform specifier component must match '
+                          f'"^{_COMPONENT.pattern}$"')
+    os_name, os_version = normalize(Platform(head.group(1))).os, head.group(2) or ""
+    host = default_platform()
+    if len(parts) == 1:
+        if os_name in _KNOWN_OS:
+            variant = host.variant if host.architecture == "arm" and host.variant != "v7" else ""
+            return Platform(os_name, host.architecture, variant, os_version)
+        arch = normalize(Platform(host.os, parts[0]))
+        if arch.architecture in _KNOWN_ARCH:
+            return replace(arch, variant="" if arch.architecture == "arm" and arch.variant == "v7" else arch.variant)
+        raise invalid(f'"{value}": unknown operating system or architecture')
+    if len(parts) == 2:
+        p = normalize(Platform(os_name, parts[1], "", os_version))
+        return replace(p, variant="") if p.architecture == "arm" and p.variant == "v7" else p
+    if len(parts) == 3:
+        p = normalize(Platform(os_name, parts[1], parts[2], os_version))
+        return replace(p, variant="v8") if p.architecture == "arm64" and not p.variant else p
+    raise invalid(f'"{value}": cannot parse platform specifier')
 
 
 def _host_arch() -> str:
