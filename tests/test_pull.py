@@ -142,7 +142,9 @@ def test_multi_arch_selects_the_platform(registry: Registry, layers: list[Path],
     store.unpack(host, out)
     assert (out / "arch").read_text() == "amd64\n"
     arm_store = Store(tmp_path / "arm")
-    arm = pull_image(ref, arm_store, config=ANON, platform=Platform("linux", "arm64"))
+    chosen = CollectingProgress()
+    arm = pull_image(ref, arm_store, config=ANON, platform=Platform("linux", "arm64"), progress_output=chosen)
+    assert not any(t.startswith("WARNING") for t in chosen.texts())  # the index had it
     out_arm = tmp_path / "arm-out"
     arm_store.unpack(arm, out_arm)
     assert (out_arm / "arch").read_text() == "arm64\n"
@@ -151,6 +153,21 @@ def test_multi_arch_selects_the_platform(registry: Registry, layers: list[Path],
     manifest = store.content.read(dd.Digest.parse(next(
         k.split("@")[1] for k in store.references.all()[ref.familiar_name] if "@" in k)))
     assert (b"manifest.list" in manifest) == (fmt == "v2s2")
+
+
+def test_a_platform_a_single_image_does_not_have_pulls_it_with_docker_s_warning(
+        registry: Registry, layers: list[Path], tmp_path: Path, repo_name: str) -> None:
+    ref_s = _push(tmp_path, registry, repo_name, layers)  # amd64 only, no index
+    out = CollectingProgress()
+    image_id = pull_image(dd.parse_normalized_named(ref_s), Store(tmp_path / "s"), config=ANON,
+                          platform=Platform("linux", "arm64"), progress_output=out)
+    assert image_id is not None and out.texts()[-1] == (
+        f"WARNING: image with reference {ref_s} was found but does not match the specified platform: "
+        "wanted linux/arm64, actual: linux/amd64")
+    fine = CollectingProgress()
+    pull_image(dd.parse_normalized_named(ref_s), Store(tmp_path / "s2"), config=ANON,
+               platform=Platform("linux", "amd64"), progress_output=fine)
+    assert fine.texts()[-1].startswith("Status: Downloaded newer image")
 
 
 def test_pull_by_digest_and_all_tags(registry: Registry, layers: list[Path], tmp_path: Path, repo_name: str) -> None:

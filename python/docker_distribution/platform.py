@@ -17,7 +17,8 @@ from typing import Any
 
 from .descriptor import Descriptor
 
-__all__ = ["Platform", "default_platform", "filter_manifests", "format_all", "normalize", "only", "parse_platform"]
+__all__ = ["Platform", "default_platform", "filter_manifests", "format_all", "matches", "normalize", "only",
+           "parse_platform"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,13 +215,23 @@ def filter_manifests(entries: Sequence[Descriptor], requested: Platform | None) 
     for i, d in enumerate(entries):
         if _empty(d):
             ranked.append((len(vector) + 1, i, d))
-            continue
-        cand = normalize(Platform.from_json(d.platform) or Platform())
-        for rank, want in enumerate(vector):
-            if (cand.os, cand.architecture, cand.variant) == (want.os, want.architecture, want.variant):
-                ranked.append((rank, i, d))
-                break
+        elif (rank := _rank(vector, Platform.from_json(d.platform) or Platform())) is not None:
+            ranked.append((rank, i, d))
     return [d for _, _, d in sorted(ranked)]
+
+
+def matches(requested: Platform | None, candidate: Platform) -> bool:
+    """Whether an image of platform ``candidate`` is acceptable for ``requested`` (or the host)."""
+    return _rank(only(_with_default(requested)), candidate) is not None
+
+
+def _rank(vector: Sequence[Platform], candidate: Platform) -> int | None:
+    """The candidate's place in the preference vector (OS, architecture and variant, normalised)."""
+    cand = normalize(candidate)
+    for rank, want in enumerate(vector):
+        if (cand.os, cand.architecture, cand.variant) == (want.os, want.architecture, want.variant):
+            return rank
+    return None
 
 
 def format_all(p: Platform) -> str:

@@ -62,6 +62,7 @@ from .platform import (
     default_platform,
     filter_manifests,
     format_all,
+    matches,
     normalize,
 )
 from .progress import Progress, ProgressOutput, ProgressReader
@@ -161,7 +162,28 @@ def pull_image(ref: Reference, store: Store | None = None, *, config: Config | N
     )
     with store.lease():  # a prune elsewhere waits: nothing names the new layers until the tag
         pull(ref, cfg, store.content)
-    return None if ref.is_name_only else store.references.get(ref)
+    if ref.is_name_only:
+        return None
+    image_id = store.references.get(ref)
+    if platform is not None:
+        _warn_platform_mismatch(ref, store.images.get(image_id), platform, cfg.progress_output)
+    return image_id
+
+
+def _warn_platform_mismatch(ref: Reference, config: bytes, wanted: Platform, out: ProgressOutput) -> None:
+    """The daemon's warning after a ``--platform`` pull of a single-platform image of another
+    platform (pulled anyway, for compatibility, as docker does)."""
+    try:
+        doc = json.loads(config)
+        actual = Platform(str(doc.get("os", "")), str(doc.get("architecture", "")), str(doc.get("variant", "")))
+    except (ValueError, AttributeError):
+        return
+    actual = normalize(actual)
+    if matches(wanted, actual):
+        return
+    out.write_progress(Progress(message=f"WARNING: image with reference {ref} was found but does not match the "
+                                        f"specified platform: wanted {format_all(normalize(wanted))}, "
+                                        f"actual: {format_all(actual)}"))
 
 
 class _Puller:
