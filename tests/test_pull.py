@@ -237,6 +237,8 @@ def test_cli_pull_images_unpack_rmi(registry: Registry, layers: list[Path], tmp_
     run("unpack", ref_s, str(tmp_path / "rootfs"))
     assert (tmp_path / "rootfs" / "etc" / "motd").read_text() == "hello\n"
     assert "store is consistent" in run("system", "verify")
+    layer_dirs = [p.name for p in (tmp_path / "root" / "layers" / "sha256").iterdir()]
     removed = run("rmi", ref_s)
     assert removed.startswith(f"Untagged: {ref_s}") and "Deleted: sha256:" in removed
+    assert {f"sha256:{h}" for h in layer_dirs} <= {line.split(" ")[1] for line in removed.splitlines()}
     assert not any((tmp_path / "root" / "layers" / "sha256").iterdir())

@@ -156,7 +156,7 @@ class Store:
                 out.append(f"Untagged: {r.familiar}")
         if not self.references.references(image_id) and prune:
             report = self.prune(on_wait=on_wait)
-            out += [f"Deleted: {i}" for i in report.images]
+            out += [f"Deleted: {i}" for i in report.images + report.layers]  # as docker: the image, then its layers
         return out
 
     def image_from_directories(self, layer_dirs: list[os.PathLike[str] | str], ref: Reference | None = None, *,
