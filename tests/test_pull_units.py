@@ -263,3 +263,30 @@ def test_cli_refuses_negative_counts_before_any_request(tmp_path: Path, argv: li
     proc = subprocess.run([exe, "--root", str(tmp_path / "root"), *argv, "127.0.0.1:1/x:y"], capture_output=True,
                           text=True, env={**os.environ, "DOCKER_CONFIG": str(tmp_path / "cfg")}, timeout=60)
     assert (proc.returncode, proc.stderr) == (1, f"Error: {message}\n")
+
+
+def test_cli_images_lists_digest_only_images_as_none_with_docker_s_created_column(tmp_path: Path) -> None:
+    import time
+
+    from docker_distribution.cli import _human_duration
+    from docker_distribution.store import Store
+
+    assert [_human_duration(s) for s in (0.5, 1, 59, 60, 3599, 3600 * 1.4, 3600 * 47, 86400 * 13, 86400 * 59,
+                                         86400 * 729, 86400 * 800)] == [
+        "Less than a second", "1 second", "59 seconds", "About a minute", "59 minutes", "About an hour", "47 hours",
+        "13 days", "8 weeks", "24 months", "2 years"]
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "f").write_text("x")
+    store = Store(tmp_path / "root")
+    old = time.strftime("%Y-%m-%dT%H:%M:%S.123456789Z", time.gmtime(time.time() - 3 * 86400))
+    tagged = store.image_from_directories([tmp_path / "a"], parse_normalized_named("example.com/app:v1"),
+                                          config={"created": old})
+    orphan = store.image_from_directories([tmp_path / "a"], config={"created": "not a date"})
+    store.references.add_digest(parse_normalized_named(f"example.com/app@{dd.digest_bytes(b'm')}"), orphan)
+    store.references.add_digest(parse_normalized_named(f"example.com/app@{dd.digest_bytes(b'n')}"), tagged)
+    exe = str(Path(sys.executable).parent / "docker-distribution")
+    out = subprocess.run([exe, "--root", str(tmp_path / "root"), "images"], capture_output=True, text=True, check=True)
+    rows = [line.split() for line in out.stdout.splitlines()]
+    assert rows[0] == ["REPOSITORY", "TAG", "IMAGE", "ID", "CREATED", "SIZE"]
+    assert rows[1][:6] == ["example.com/app", "v1", tagged.short_id, "3", "days", "ago"]
+    assert rows[2][:3] == ["example.com/app", "<none>", orphan.short_id] and len(rows) == 3

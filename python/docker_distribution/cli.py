@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import json
 import logging
 import sys
+import time
 from collections.abc import Sequence
 
 from . import __version__
@@ -96,23 +98,63 @@ def _cmd_load(args: argparse.Namespace) -> int:
 
 
 def _cmd_images(args: argparse.Namespace) -> int:
+    """docker images: a row per tag, and a ``<none>`` row for an image its repository names by digest only."""
     store = _store(args)
-    rows = [("REPOSITORY", "TAG", "IMAGE ID", "SIZE")]
+    rows = [("REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE")]
+    now = time.time()
     for name, repo in sorted(store.references.all().items()):
-        for key, value in sorted(repo.items()):
-            image_id = Digest.parse(value)
-            tag = key.split("@", 1)[1] if "@" in key else key.rsplit(":", 1)[1]
-            if "@" in key:
-                continue
+        tagged = [(key.rsplit(":", 1)[1], Digest.parse(v)) for key, v in sorted(repo.items()) if "@" not in key]
+        by_digest = {Digest.parse(v) for key, v in repo.items() if "@" in key} - {d for _, d in tagged}
+        for tag, image_id in tagged + [("<none>", d) for d in sorted(by_digest, key=str)]:
             size = 0
             cid = store.image_chain_id(image_id)
             if cid is not None:
                 size = sum(i.size for i in store.layers.chain(cid))
-            rows.append((name, tag, image_id.short_id, format_bytes(size, 3)))
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+            rows.append((name, tag, image_id.short_id, _created(store.images.get(image_id), now), format_bytes(size, 3)))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         print("   ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
     return 0
+
+
+def _created(config: bytes, now: float) -> str:
+    """docker's CREATED column: ``units.HumanDuration(now - created) + " ago"`` (empty without a date)."""
+    import datetime
+
+    try:
+        created = json.loads(config).get("created")
+        when = datetime.datetime.fromisoformat(str(created)).timestamp()
+    except (ValueError, AttributeError, TypeError):
+        return ""
+    return f"{_human_duration(now - when)} ago"
+
+
+def _human_duration(seconds: float) -> str:
+    """docker's ``units.HumanDuration``."""
+    s = int(seconds)
+    if s < 1:
+        return "Less than a second"
+    if s == 1:
+        return "1 second"
+    if s < 60:
+        return f"{s} seconds"
+    minutes = s // 60
+    if minutes == 1:
+        return "About a minute"
+    if minutes < 60:
+        return f"{minutes} minutes"
+    hours = int(seconds / 3600 + 0.5)  # Go's Duration.Round(time.Hour)
+    if hours == 1:
+        return "About an hour"
+    if hours < 48:
+        return f"{hours} hours"
+    if hours < 24 * 7 * 2:
+        return f"{hours // 24} days"
+    if hours < 24 * 30 * 2:
+        return f"{hours // 24 // 7} weeks"
+    if hours < 24 * 365 * 2:
+        return f"{hours // 24 // 30} months"
+    return f"{int(seconds / 3600) // 24 // 365} years"
 
 
 def _cmd_unpack(args: argparse.Namespace) -> int:
