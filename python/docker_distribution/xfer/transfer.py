@@ -32,8 +32,9 @@ __all__ = ["DEFAULT_WAIT_DURATION", "RETRY_DELAY_UNIT", "SETTLE_TIMEOUT", "Trans
 
 DEFAULT_WAIT_DURATION = 1.0  # seconds per countdown tick, moby's waitDuration
 RETRY_DELAY_UNIT = 5  # seconds × attempt before the next attempt, as moby
-#: how long a caller that gave up waits for the transfers its release cancelled to stop (they
-#: check for cancellation between reads, so this bounds only a read stuck on a silent server)
+#: how long a caller that gave up waits for the transfers its release cancelled to stop: they check
+#: for cancellation between chunks, so this bounds a read from a silent server, or an upload
+#: whose last bytes already sit in the socket and wait for the registry's answer
 SETTLE_TIMEOUT = 10.0
 
 
