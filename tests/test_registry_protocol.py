@@ -462,6 +462,22 @@ def test_login_and_logout_through_the_cli(token_registry: TokenBed, tmp_path: Pa
     assert reg.host not in json.loads((tmp_path / "config.json").read_text())["auths"]
 
 
+def test_a_password_kept_in_config_json_is_warned_about_as_docker_does(tls_registry: Registry, tmp_path: Path) -> None:
+    from conftest import BASIC_USERS
+
+    env = {**os.environ, "DOCKER_CONFIG": str(tmp_path)}
+    exe = str(Path(sys.executable).parent / "docker-distribution")
+    ok = subprocess.run([exe, "login", tls_registry.host, "--insecure-registry", tls_registry.host, "-u", "alice",
+                         "--password-stdin"], input=f"{BASIC_USERS['alice']}\n", capture_output=True, text=True,
+                        env=env)
+    assert (ok.returncode, ok.stdout) == (0, "Login Succeeded\n"), ok.stderr
+    assert ok.stderr == (f"\nWARNING! Your credentials are stored unencrypted in '{tmp_path / 'config.json'}'.\n"
+                         "Configure a credential helper to remove this warning. See\n"
+                         "https://docs.docker.com/go/credential-store/\n")
+    assert BASIC_USERS["alice"] not in ok.stderr + ok.stdout
+    assert json.loads((tmp_path / "config.json").read_text())["auths"][tls_registry.host]["auth"]
+
+
 def test_identity_token_uses_the_oauth_refresh_flow(token_registry: TokenBed, repo_name: str) -> None:
     reg, issuer = token_registry.registry, token_registry.issuer
     refresh = issuer._new_refresh("reader")

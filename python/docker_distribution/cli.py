@@ -247,7 +247,11 @@ def _cmd_login(args: argparse.Namespace) -> int:
         password = args.password or getpass.getpass("Password: ")
     auth = AuthConfig(username=username, password=password, server_address=key)
     result = login(auth, service=_service(args))
-    DockerConfigFile().store(key, stored_credentials(auth, result))
+    config = DockerConfigFile()
+    if config.store(key, stored_credentials(auth, result)):  # docker's warning, on stderr
+        print(f"\nWARNING! Your credentials are stored unencrypted in '{config.path}'.\n"
+              "Configure a credential helper to remove this warning. See\n"
+              "https://docs.docker.com/go/credential-store/\n", end="", file=sys.stderr)
     print(result.status)
     return 0
 

@@ -428,7 +428,9 @@ class DockerConfigFile:
         """Every stored credential by key (helpers are asked only for the keys ``auths`` lists)."""
         return {key: self.get(key) for key in self.auths}
 
-    def store(self, server: str, auth: AuthConfig) -> None:
+    def store(self, server: str, auth: AuthConfig) -> bool:
+        """Keep ``auth`` for ``server``: through its credential helper, else in this file. True when
+        a password went into the file itself (docker warns about that)."""
         helper = self._helper_for(server)
         if helper:
             secret = auth.identity_token or auth.password
@@ -444,6 +446,7 @@ class DockerConfigFile:
                 entry["auth"] = base64.b64encode(f"{auth.username}:{auth.password}".encode()).decode()
             self.auths[server] = entry
         self._save()
+        return not helper and bool(auth.password) and not auth.identity_token
 
     def erase(self, server: str) -> bool:
         helper = self._helper_for(server)
