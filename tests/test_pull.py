@@ -223,6 +223,10 @@ def test_cli_pull_images_unpack_rmi(registry: Registry, layers: list[Path], tmp_
     assert "Downloading" not in out and "Extracting" not in out and "[" not in out  # no bars off a TTY, as docker
     assert "Status: Downloaded newer image for" in out
     assert run("pull", "-q", ref_s) == f"{ref_s}\n"  # as docker pull -q: the reference, nothing else
+    # a tag and a digest: the docker CLI asks for the digest alone
+    digest = next(line.split()[1] for line in out.splitlines() if line.startswith("Digest: "))
+    both = run("pull", f"{ref_s}@{digest}")
+    assert both.splitlines()[0] == f"{ref_s.rsplit(':', 1)[0]}@{digest}: Pulling from {repo_name}"
     # docker's REF rules: a bare name means :latest (announced), and -a takes no tag
     bare = subprocess.run([exe, "pull", ref_s.rsplit(":", 1)[0]], capture_output=True, text=True, env=env)
     assert bare.returncode == 1 and bare.stdout.startswith("Using default tag: latest\n")

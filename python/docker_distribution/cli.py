@@ -43,9 +43,12 @@ def _store(args: argparse.Namespace) -> Store:
 
 
 def _cli_ref(args: argparse.Namespace) -> Reference:
-    """REF of pull and push, as the docker CLI takes it: ``-a`` wants a bare name, and a bare
-    name without ``-a`` means ``:latest``, announced unless the output is quiet or JSON."""
+    """REF of pull and push, as the docker CLI takes it: ``-a`` wants a bare name, a bare name
+    without ``-a`` means ``:latest`` (announced unless the output is quiet or JSON), and a
+    reference with a tag and a digest asks for the digest alone."""
     ref = parse_normalized_named(args.ref)
+    if ref.tag is not None and ref.digest is not None:
+        ref = ref.trim().with_digest(ref.digest)
     if args.all_tags and not ref.is_name_only:
         raise InvalidOptionError("tag can't be used with --all-tags/-a")
     if ref.is_name_only and not args.all_tags:
