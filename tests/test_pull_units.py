@@ -155,6 +155,13 @@ def test_cli_pull_refuses_a_bad_platform_before_any_request(tmp_path: Path) -> N
         1, 'Error: "bogus": unknown operating system or architecture: invalid argument\n')
 
 
+def test_a_refused_connection_reads_as_go_s_dial_error(tmp_path: Path) -> None:
+    exe = str(Path(sys.executable).parent / "docker-distribution")
+    done = subprocess.run([exe, "--root", str(tmp_path), "pull", "127.0.0.1:9/x:v1"], capture_output=True, text=True)
+    assert (done.returncode, done.stderr) == (
+        1, 'Error: Get "http://127.0.0.1:9/v2/": dial tcp 127.0.0.1:9: connect: connection refused\n')
+
+
 def test_detect_manifest_blob_media_type() -> None:
     assert detect_manifest_blob_media_type(b'{"mediaType":"bananas"}') == "bananas"
     assert detect_manifest_blob_media_type(b'{"config":{}}') == "application/vnd.oci.image.manifest.v1+json"

@@ -196,7 +196,7 @@ class Transport:
             resp = self.session.get(url, headers=self.headers, timeout=PING_TIMEOUT, verify=self.verify,
                                     cert=self.cert, allow_redirects=True)
         except requests.RequestException as exc:
-            raise TransportError("GET", redact_url(url), _reason(exc)) from None
+            raise TransportError("GET", redact_url(url), _reason(exc, url)) from None
         resp.close()
         # redirected pings store their challenges under the final URL, as moby does
         self.challenges.add_response(resp.url, resp.status_code, _all_headers(resp, "WWW-Authenticate"))
@@ -284,7 +284,7 @@ class Transport:
                 resp = self.session.request(method, url, headers=hdrs, data=data, stream=stream, timeout=timeout,
                                             verify=self.verify, cert=self.cert, allow_redirects=False)
             except requests.RequestException as exc:
-                raise TransportError(method, redact_url(url), _reason(exc)) from None
+                raise TransportError(method, redact_url(url), _reason(exc, url)) from None
             if resp.status_code not in _REDIRECTS or "Location" not in resp.headers:
                 return resp
             resp.close()
@@ -339,18 +339,25 @@ def _retry_after(resp: requests.Response) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-def _reason(exc: requests.RequestException) -> str:
-    """A short reason that never includes request headers or credentials."""
+def _reason(exc: requests.RequestException, url: str) -> str:
+    """A short reason in Go's words (``dial tcp 127.0.0.1:9: connect: connection refused``) that
+    never includes request headers or credentials."""
     text = str(exc.args[0]) if exc.args else type(exc).__name__
+    u = urlsplit(url)
+    host = u.hostname or ""
+    address = f"[{host}]" if ":" in host else host
+    address += f":{u.port or (443 if u.scheme == 'https' else 80)}"
     if isinstance(exc, requests.exceptions.SSLError):
         return "tls: " + ("certificate verify failed" if "CERTIFICATE_VERIFY_FAILED" in text else "handshake failed")
     if isinstance(exc, requests.exceptions.ConnectTimeout):
-        return "dial tcp: i/o timeout"
+        return f"dial tcp {address}: i/o timeout"
     if isinstance(exc, requests.exceptions.ReadTimeout):
         return "read: i/o timeout"
     if isinstance(exc, requests.exceptions.ConnectionError):
         if "Connection refused" in text:
-            return "dial tcp: connect: connection refused"
+            return f"dial tcp {address}: connect: connection refused"
+        if "Name or service not known" in text or "NameResolutionError" in text or "No address associated" in text:
+            return f"dial tcp: lookup {host}: no such host"
         if "reset" in text.lower():
             return "read: connection reset by peer"
         return "connection error: " + type(exc).__name__
