@@ -16,6 +16,7 @@ from docker_distribution.config import common_fields
 from docker_distribution.pull import ImagePullConfig, pull, pull_image
 from docker_distribution.xfer.download import LayerDownloadManager
 from docker_distribution.registry.auth import AuthConfig
+from docker_distribution import errors as E
 from docker_distribution.store import Store
 from oci import image_manifest, skopeo_push, write_layout
 
@@ -392,3 +393,35 @@ def test_a_tampered_manifest_fetched_by_digest_is_refused_and_not_kept(registry:
     store.content.walk(infos.append)
     assert infos == [] and store.images.list() == [] and store.references.all() == {}
     assert (store.verify(), store.leftovers()) == ([], [])
+
+
+def test_a_manifest_of_more_than_125_layers_is_refused_before_any_download(
+        registry: Registry, proxy: FaultProxy, tmp_path: Path, repo_name: str) -> None:
+    """moby's layer store stops at 125 layers (``max depth exceeded``); a hostile manifest of
+    thousands would otherwise start a download for each. The same small blob, 126 times."""
+    from docker_distribution.layer import produce_layer
+    from docker_distribution.mediatype import DOCKER_CONFIG, DOCKER_LAYER_GZIP, DOCKER_MANIFEST
+    from docker_distribution.registry.client import connect
+    from docker_distribution.registry.service import APIEndpoint
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_text("x")
+    layer = produce_layer(tmp_path / "l.tgz", source_dir=src, compression="gzip")
+    config = json.dumps({"architecture": "amd64", "os": "linux",
+                         "rootfs": {"type": "layers", "diff_ids": [str(layer.diff_id)] * 126}}).encode()
+    repo = connect(dd.parse_normalized_named(f"{registry.host}/{repo_name}"), APIEndpoint(url=registry.url),
+                   auth_config=AuthConfig(), actions=("push", "pull"))
+    repo.upload_monolithic((tmp_path / "l.tgz").read_bytes(), layer.digest)
+    repo.upload_monolithic(config, dd.digest_bytes(config))
+    entry = {"mediaType": DOCKER_LAYER_GZIP, "size": layer.size, "digest": str(layer.digest)}
+    manifest = json.dumps({"schemaVersion": 2, "mediaType": DOCKER_MANIFEST,
+                           "config": {"mediaType": DOCKER_CONFIG, "size": len(config),
+                                      "digest": str(dd.digest_bytes(config))},
+                           "layers": [entry] * 126}).encode()
+    repo.put_manifest("v1", manifest, DOCKER_MANIFEST)
+    store = Store(tmp_path / "store")
+    with pytest.raises(E.MaxDepthExceededError, match="^max depth exceeded$"):
+        _fast_pull(proxy, f"{repo_name}:v1", store)
+    assert not [p for (_, p, _) in proxy.requests if "/blobs/" in p]
+    assert store.layers.list() == [] and store.references.all() == {}

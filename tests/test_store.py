@@ -540,3 +540,14 @@ def test_store_commands_name_a_missing_image_as_docker_does(tmp_path: Path, argv
     assert not (tmp_path / "out").exists()  # nothing written for a failed tag, unpack or save
     with pytest.raises(E.ReferenceNotFoundError):  # still the store's not-found class for API callers
         Store(tmp_path / "root").resolve("nothing:v1")
+
+
+def test_a_chain_deeper_than_moby_s_125_layers_is_refused(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    parent = None
+    for i in range(125):
+        parent = store.layers.register(io.BytesIO(tgz({f"f{i}": b"x"})), parent).chain_id
+    assert parent is not None and len(store.layers.chain(parent)) == 125
+    with pytest.raises(E.MaxDepthExceededError, match="^max depth exceeded$"):
+        store.layers.register(io.BytesIO(tgz({"one-too-many": b"x"})), parent)
+    assert len(store.layers.list()) == 125 and store.leftovers() == []

@@ -55,6 +55,7 @@ Every error this package raises is a :class:`DistributionError`. The tree::
     │   ├── AlreadyExistsError, LockedError (retryable), FailedPreconditionError
     │   ├── InvalidLayoutError           an OCI image layout that cannot be loaded
     │   ├── CorruptStoreError            one of the store's own files is unreadable (never written over)
+    │   ├── MaxDepthExceededError        ``max depth exceeded``: more than 125 layers in one chain
     │   └── ReferenceConflictError       a tag set elsewhere without force; a digest ref changed
     ├── FallbackError                    wraps an error after which the next endpoint is tried
     └── DoNotRetry                       wraps an error that another attempt will not fix
@@ -81,6 +82,7 @@ __all__ = [
     "FailedPreconditionError",
     "InvalidLayoutError",
     "LockedError",
+    "MaxDepthExceededError",
     "ObjectNotFoundError",
     "ReferenceConflictError",
     "ReferenceNotFoundError",
@@ -862,6 +864,13 @@ class CorruptStoreError(StoreError):
     never writes over such a file with a guess (a corrupt ``repositories.json`` is not replaced
     by an empty one); a verified copy of the same content (the config or layer of a new pull)
     replaces it, and caches (V2 metadata, content labels) count it as absent."""
+
+
+class MaxDepthExceededError(StoreError):
+    """moby's ``ErrMaxDepthExceeded``: a layer chain deeper than the layer store allows (125)."""
+
+    def __init__(self) -> None:
+        super().__init__("max depth exceeded")
 
 
 class FailedPreconditionError(StoreError):

@@ -34,6 +34,7 @@ from .errors import (
     ImageConfigPullError,
     InvalidOptionError,
     ManifestVerificationError,
+    MaxDepthExceededError,
     ObjectNotFoundError,
     ReferenceNotFoundError,
     TransportError,
@@ -72,7 +73,7 @@ from .registry.service import APIEndpoint
 from .store import Store
 from .store.content import ContentStore, ContentWriter
 from .store.images import ImageStore, rootfs_diff_ids
-from .store.layers import PendingLayer, chain_of
+from .store.layers import MAX_LAYER_DEPTH, PendingLayer, chain_of
 from .store.references import ReferenceStore
 from .xfer.download import LayerDownloadManager
 from .xfer.transfer import TransferContext
@@ -381,6 +382,8 @@ class _Puller:
         _check_supported_media_type(target.media_type)
         for d in layers:
             _check_supported_media_type(d.media_type)
+        if len(layers) > MAX_LAYER_DEPTH:  # the layer store would refuse the 126th: refuse before any download
+            raise MaxDepthExceededError()
         if platform is not None and platform.os and normalize(platform).os != default_platform().os:
             raise DistributionError("operating system is not supported")
         local = self.local if self.config.resumable else None

@@ -32,13 +32,15 @@ from typing import BinaryIO
 
 from .. import _native
 from ..digest import Digest
-from ..errors import CorruptStoreError, DistributionError, ObjectNotFoundError, StoreError
+from ..errors import CorruptStoreError, DistributionError, MaxDepthExceededError, ObjectNotFoundError, StoreError
 from ..fsutil import file_lock, fsync_dir, read_json, unique_tmp
 from ..layer import AppliedLayer, LayerApplier, Limits, TarReader, apply_layer
 
 __all__ = ["Layer", "LayerInfo", "LayerStore", "PendingLayer", "chain_id", "chain_of"]
 
 _CHUNK = 1 << 20
+#: moby's maxLayerDepth: a chain may hold this many layers (overlay's lower-directory limit is near)
+MAX_LAYER_DEPTH = 125
 
 
 def chain_id(parent: Digest | None, diff_id: Digest) -> Digest:
@@ -183,6 +185,9 @@ class PendingLayer:
         if parent is not None and not self.store.exists(parent):
             self._cleanup()
             raise ObjectNotFoundError(f"layer {parent}: not found")
+        if parent is not None and len(self.store.chain(parent)) >= MAX_LAYER_DEPTH:
+            self._cleanup()
+            raise MaxDepthExceededError()
         self.parent = parent
         return self.store._publish(self, self.complete())
 
