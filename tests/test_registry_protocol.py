@@ -78,6 +78,24 @@ def test_catalog_pagination_with_n_100_on_the_real_registry(registry_factory: ob
     assert len([u for u in pages if "_catalog" in u]) == 3
 
 
+def test_pagination_without_end_is_cut_off_typed(scripted: ScriptedServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    from docker_distribution.registry import client
+
+    monkeypatch.setattr(client, "MAX_LISTING", 64 * 1024)
+
+    def endless(req: Request) -> Reply:  # every page links to a new one
+        n = int(req.query.get("last", ["0"])[0]) + 1
+        return Reply(200, {"name": "lib/x", "tags": [f"t{n}-{i}" for i in range(100)]},
+                     {"Link": f'</v2/lib/x/tags/list?last={n}>; rel="next"'})
+
+    scripted.route("/v2/lib/x/tags/list", endless)
+    scripted.route("/v2/", lambda r: Reply(200, {}))
+    repo = connect(_ref(scripted.host, "lib/x"), APIEndpoint(url=scripted.url), auth_config=AuthConfig())
+    with pytest.raises(E.ResponseFormatError, match="pages do not end"):
+        repo.tags()
+    assert 10 < len(scripted.requests) < 100
+
+
 def test_tags_follow_link_pagination_like_docker_hub(scripted: ScriptedServer) -> None:
     pages = {None: (["a", "b"], "/v2/lib/x/tags/list?n=2&last=b"), "b": (["c", "d"], "/v2/lib/x/tags/list?n=2&last=d"),
              "d": (["e"], None)}

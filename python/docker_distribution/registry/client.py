@@ -358,13 +358,19 @@ def parse_content_range(value: str | None, offset: int, end: int | None = None) 
 
 #: a page of a listing is JSON and small; this caps what a hostile server can make us read
 _MAX_PAGE = 8 * 1024 * 1024
+#: all pages of one listing together: a registry that links to page after page without end is cut off here
+MAX_LISTING = 256 * 1024 * 1024
 
 
 def _paginate(transport: Transport, url: str) -> Iterator[dict[str, Any]]:
     seen: set[str] = set()
+    total = 0
     while url and url not in seen:
         seen.add(url)
         resp, body = transport.fetch(url, limit=_MAX_PAGE)
+        total += len(body)
+        if total > MAX_LISTING:
+            raise ResponseFormatError(f"listing larger than {MAX_LISTING} bytes: the registry's pages do not end")
         try:
             doc = json.loads(body)
         except ValueError as exc:
