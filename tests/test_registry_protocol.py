@@ -141,6 +141,19 @@ def test_a_token_response_saying_infinity_is_a_token_held_for_the_minimum(script
     assert sum(r.path == "/token" for r in scripted.requests) == 1  # cached, not refetched
 
 
+def test_a_token_response_without_end_is_not_read_past_its_cap(scripted: ScriptedServer) -> None:
+    from docker_distribution.registry.auth import MAX_TOKEN_RESPONSE
+
+    challenge = {"WWW-Authenticate": f'Bearer realm="{scripted.url}/token",service="s"'}
+    denied = Reply(401, {"errors": [{"code": "UNAUTHORIZED", "message": "auth"}]}, challenge)
+    scripted.route("/v2/", lambda r: denied)
+    scripted.route("/v2/lib/x/tags/list", lambda r: denied)
+    scripted.route("/token", lambda r: Reply(200, '{"token": "' + "a" * (2 * MAX_TOKEN_RESPONSE) + '"}'))
+    repo = connect(_ref(scripted.host, "lib/x"), APIEndpoint(url=scripted.url), auth_config=AuthConfig())
+    with pytest.raises(E.TokenAuthError, match=f"token response larger than {MAX_TOKEN_RESPONSE} bytes"):
+        repo.tags()
+
+
 def test_a_docker_config_file_of_the_wrong_shape_is_a_typed_error(tmp_path: Path) -> None:
     from docker_distribution.registry.auth import DockerConfigFile
     for text in ('{"credHelpers": ["x"]}', '{"auths": "x"}', "[]", '{"credsStore": 1}', '{"auths": {"h": "x"}}',

@@ -31,6 +31,7 @@ import requests
 
 from ..errors import (
     CredentialHelperError,
+    ManifestTooLargeError,
     NoBasicAuthCredentialsError,
     NoTokenError,
     TokenAuthError,
@@ -52,6 +53,7 @@ __all__ = [
 
 AUTH_CLIENT_ID = "docker"  # moby's AuthClientID
 MIN_TOKEN_LIFETIME = 60  # seconds; moby's minimum for expires_in
+MAX_TOKEN_RESPONSE = 1 << 20  # bytes of a token server's answer that are read
 TOKEN_TIMEOUT = 15.0  # seconds; moby's token client timeout
 IDENTITY_TOKEN_USERNAME = "<token>"  # what credential helpers use for identity tokens
 
@@ -289,7 +291,7 @@ class TokenHandler:
         return tok.value
 
     def _fetch(self, params: Mapping[str, str], scopes: list[str]) -> _Token:
-        from .transport import handle_error_response, redact_url
+        from .transport import describe_request_error, handle_error_response, read_capped, redact_url
 
         realm = params.get("realm")
         if not realm:
@@ -306,7 +308,7 @@ class TokenHandler:
                 if service:
                     form["service"] = service
                 resp = self._session.post(realm, data=form, timeout=TOKEN_TIMEOUT, verify=self._verify,
-                                          cert=self._cert, headers=self._headers, allow_redirects=True)
+                                          cert=self._cert, headers=self._headers, allow_redirects=True, stream=True)
             else:
                 query: list[tuple[str, str]] = []
                 if service:
@@ -319,16 +321,19 @@ class TokenHandler:
                 if self._offline:
                     query += [("offline_token", "true"), ("client_id", self._client_id)]
                 resp = self._session.get(realm, params=sorted(query), auth=basic, timeout=TOKEN_TIMEOUT,
-                                         verify=self._verify, cert=self._cert, headers=self._headers)
+                                         verify=self._verify, cert=self._cert, headers=self._headers, stream=True)
         except requests.RequestException as exc:
             from ..errors import TransportError
 
-            raise TransportError("GET", redact_url(realm), type(exc).__name__) from None
+            method = "POST" if self._auth.identity_token else "GET"
+            raise TransportError(method, redact_url(realm), describe_request_error(exc, realm)) from None
         with resp:
             if not 200 <= resp.status_code < 400:
                 raise handle_error_response(resp)
-            try:
-                body: Any = json.loads(resp.content[: 1 << 20])
+            try:  # a token is small: a server that sends more is not read on
+                body: Any = json.loads(read_capped(resp, MAX_TOKEN_RESPONSE))
+            except ManifestTooLargeError:
+                raise TokenAuthError(f"token response larger than {MAX_TOKEN_RESPONSE} bytes") from None
             except ValueError as exc:
                 raise TokenAuthError(f"unable to decode token response: {exc}") from None
         if not isinstance(body, dict):

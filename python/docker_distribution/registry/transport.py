@@ -51,6 +51,7 @@ __all__ = [
     "RateLimit",
     "RetryPolicy",
     "Transport",
+    "describe_request_error",
     "handle_error_response",
     "read_capped",
     "redact_url",
@@ -196,7 +197,7 @@ class Transport:
             resp = self.session.get(url, headers=self.headers, timeout=PING_TIMEOUT, verify=self.verify,
                                     cert=self.cert, allow_redirects=True)
         except requests.RequestException as exc:
-            raise TransportError("GET", redact_url(url), _reason(exc, url)) from None
+            raise TransportError("GET", redact_url(url), describe_request_error(exc, url)) from None
         resp.close()
         # redirected pings store their challenges under the final URL, as moby does
         self.challenges.add_response(resp.url, resp.status_code, _all_headers(resp, "WWW-Authenticate"))
@@ -284,7 +285,7 @@ class Transport:
                 resp = self.session.request(method, url, headers=hdrs, data=data, stream=stream, timeout=timeout,
                                             verify=self.verify, cert=self.cert, allow_redirects=False)
             except requests.RequestException as exc:
-                raise TransportError(method, redact_url(url), _reason(exc, url)) from None
+                raise TransportError(method, redact_url(url), describe_request_error(exc, url)) from None
             if resp.status_code not in _REDIRECTS or "Location" not in resp.headers:
                 return resp
             resp.close()
@@ -339,7 +340,7 @@ def _retry_after(resp: requests.Response) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-def _reason(exc: requests.RequestException, url: str) -> str:
+def describe_request_error(exc: requests.RequestException, url: str) -> str:
     """A short reason in Go's words (``dial tcp 127.0.0.1:9: connect: connection refused``) that
     never includes request headers or credentials."""
     text = str(exc.args[0]) if exc.args else type(exc).__name__
