@@ -8,6 +8,7 @@ import os
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -152,6 +153,22 @@ def test_a_token_response_without_end_is_not_read_past_its_cap(scripted: Scripte
     repo = connect(_ref(scripted.host, "lib/x"), APIEndpoint(url=scripted.url), auth_config=AuthConfig())
     with pytest.raises(E.TokenAuthError, match=f"token response larger than {MAX_TOKEN_RESPONSE} bytes"):
         repo.tags()
+
+
+def test_bodies_nobody_needs_are_not_read_whole(scripted: ScriptedServer) -> None:
+    """A ping's body, and the body of a success whose headers are all a request needs, are left
+    unread past a small cap: a hostile server's 256 MiB answer costs the connection, not the memory."""
+    digest = dd.digest_bytes(b"{}")
+    scripted.route("/v2/lib/x/manifests/", lambda r: Reply(201, headers={"Docker-Content-Digest": str(digest)},
+                                                          stream=256 << 20))
+    scripted.route("/v2/", lambda r: Reply(200, stream=256 << 20))
+    repo = connect(_ref(scripted.host, "lib/x"), APIEndpoint(url=scripted.url), auth_config=AuthConfig())
+    assert repo.put_manifest("v1", b"{}", "application/vnd.oci.image.manifest.v1+json") == digest
+    last, deadline = -1, time.monotonic() + 10
+    while scripted.sent != last and time.monotonic() < deadline:  # until the server's writes stop
+        last = scripted.sent
+        time.sleep(0.3)
+    assert scripted.sent < 32 << 20  # what the sockets buffered before the client closed them
 
 
 def test_a_docker_config_file_of_the_wrong_shape_is_a_typed_error(tmp_path: Path) -> None:

@@ -30,6 +30,9 @@ class Reply:
     status: int = 200
     body: bytes | str | dict[str, Any] | list[Any] = b""
     headers: dict[str, str] = field(default_factory=dict)
+    #: instead of ``body``: this many zero bytes, written as the client reads them (a huge body
+    #: that is never held whole); what was written is counted in ``ScriptedServer.sent``
+    stream: int = 0
 
 
 Route = Callable[[Request], Reply]
@@ -39,6 +42,7 @@ class ScriptedServer:
     def __init__(self) -> None:
         self.routes: list[tuple[str, Route]] = []  # (path prefix, route), first match wins
         self.requests: list[Request] = []
+        self.sent = 0  # bytes of streamed bodies written
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -68,10 +72,21 @@ class ScriptedServer:
                 self.send_response(reply.status)
                 for k, v in reply.headers.items():
                     self.send_header(k, v)
-                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Content-Length", str(reply.stream or len(body)))
                 self.end_headers()
-                if self.command != "HEAD":
+                if self.command == "HEAD":
+                    return
+                if not reply.stream:
                     self.wfile.write(body)
+                    return
+                self.close_connection = True
+                chunk = bytes(64 * 1024)
+                try:
+                    for _ in range(0, reply.stream, len(chunk)):
+                        self.wfile.write(chunk)
+                        server.sent += len(chunk)
+                except OSError:  # the client stopped reading and closed
+                    pass
 
             do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = _any
 

@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import threading
 import time
@@ -124,6 +125,19 @@ def handle_error_response(resp: requests.Response) -> DistributionError:
     return UnexpectedHTTPStatusError(status, resp.reason or "")
 
 
+def _discard_body(resp: requests.Response) -> None:
+    """The body of a success the caller reads only the headers of (an upload's 202, a manifest
+    PUT's 201): drained up to :data:`MAX_ERROR_BODY` so the connection can be used again, and
+    never read further (a hostile server's endless body ends the connection instead)."""
+    total = 0
+    with contextlib.suppress(requests.RequestException, OSError):
+        for chunk in resp.iter_content(64 * 1024):  # read to its end, it marks the body consumed
+            total += len(chunk)
+            if total > MAX_ERROR_BODY:
+                break
+    resp.close()  # a consumed body gives the connection back to the pool; any other closes it
+
+
 def _read_capped(resp: requests.Response) -> bytes:
     try:
         if resp.raw is not None and not resp._content_consumed:  # type: ignore[attr-defined]
@@ -195,7 +209,7 @@ class Transport:
         url = self.url("/v2/")
         try:
             resp = self.session.get(url, headers=self.headers, timeout=PING_TIMEOUT, verify=self.verify,
-                                    cert=self.cert, allow_redirects=True)
+                                    cert=self.cert, allow_redirects=True, stream=True)  # the body is not read
         except requests.RequestException as exc:
             raise TransportError("GET", redact_url(url), describe_request_error(exc, url)) from None
         resp.close()
@@ -229,7 +243,7 @@ class Transport:
         for attempt in range(1, policy.attempts + 1):
             last = attempt == policy.attempts
             try:
-                resp = self._send(method, url, headers or {}, data, stream, timeout or self.timeout)
+                resp = self._send(method, url, headers or {}, data, timeout or self.timeout)
             except TransportError:
                 if last:
                     raise
@@ -238,6 +252,8 @@ class Transport:
                 continue
             self._record_rate_limit(resp)
             if ok(resp.status_code):
+                if not stream:
+                    _discard_body(resp)
                 return resp
             if not last and resp.status_code in policy.statuses:
                 wait = _retry_after(resp)
@@ -269,7 +285,7 @@ class Transport:
                 delay = min(delay * 2, self.retry.max_backoff)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _send(self, method: str, url: str, headers: Mapping[str, str], data: Any, stream: bool,
+    def _send(self, method: str, url: str, headers: Mapping[str, str], data: Any,
               timeout: tuple[float, float]) -> requests.Response:
         hdrs = {**self.headers, **headers}
         for _ in range(MAX_REDIRECTS + 1):
@@ -282,7 +298,8 @@ class Transport:
                     exc.args = (str(exc),)
                     raise
             try:
-                resp = self.session.request(method, url, headers=hdrs, data=data, stream=stream, timeout=timeout,
+                # always streamed: no body is ever read whole (see _discard_body and read_capped)
+                resp = self.session.request(method, url, headers=hdrs, data=data, stream=True, timeout=timeout,
                                             verify=self.verify, cert=self.cert, allow_redirects=False)
             except requests.RequestException as exc:
                 raise TransportError(method, redact_url(url), describe_request_error(exc, url)) from None
