@@ -58,10 +58,16 @@ def _cli_ref(args: argparse.Namespace) -> Reference:
     return ref
 
 
+def _transfer_config(args: argparse.Namespace) -> Config:
+    """pull's and push's registry options and output: moby's JSON stream, nothing (``-q``), or
+    docker-style lines."""
+    out = JSONProgress() if args.json else NullProgress() if args.quiet else TerminalProgress()
+    return Config(registry_service=_service(args), progress_output=out)
+
+
 def _cmd_pull(args: argparse.Namespace) -> int:
     ref = _cli_ref(args)
-    out = JSONProgress() if args.json else NullProgress() if args.quiet else TerminalProgress()
-    cfg = Config(registry_service=_service(args), progress_output=out)
+    cfg = _transfer_config(args)
     platform = parse_platform(args.platform) if args.platform else None
     pull_image(ref, _store(args), config=cfg, platform=platform,
                max_concurrent_downloads=args.max_concurrent_downloads, parallel_ranges=args.parallel_ranges)
@@ -74,8 +80,7 @@ def _cmd_pull(args: argparse.Namespace) -> int:
 
 def _cmd_push(args: argparse.Namespace) -> int:
     ref = _cli_ref(args)
-    out = JSONProgress() if args.json else NullProgress() if args.quiet else TerminalProgress()
-    cfg = Config(registry_service=_service(args), progress_output=out)
+    cfg = _transfer_config(args)
     push_image(ref, _store(args), config=cfg, compression=args.compression, compression_level=args.compression_level,
                max_concurrent_uploads=args.max_concurrent_uploads)
     if args.quiet:

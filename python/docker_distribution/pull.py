@@ -176,10 +176,9 @@ def _warn_platform_mismatch(ref: Reference, config: bytes, wanted: Platform, out
     platform (pulled anyway, for compatibility, as docker does)."""
     try:
         doc = json.loads(config)
-        actual = Platform(str(doc.get("os", "")), str(doc.get("architecture", "")), str(doc.get("variant", "")))
-    except (ValueError, AttributeError):
+    except ValueError:
         return
-    actual = normalize(actual)
+    actual = normalize(Platform.from_json(doc if isinstance(doc, dict) else None) or Platform())
     if matches(wanted, actual):
         return
     out.write_progress(Progress(message=f"WARNING: image with reference {ref} was found but does not match the "

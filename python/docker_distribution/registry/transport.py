@@ -337,7 +337,7 @@ def read_capped(resp: requests.Response, limit: int) -> bytes:
                 raise ManifestTooLargeError(limit)
             chunks.append(chunk)
     except requests.RequestException as exc:
-        raise TransportError("GET", redact_url(resp.url), type(exc).__name__) from None
+        raise TransportError("GET", redact_url(resp.url), describe_request_error(exc, resp.url)) from None
     data = b"".join(chunks)
     if length and length.isdigit() and int(length) != len(data):
         raise SizeMismatchError(int(length), len(data))

@@ -29,7 +29,7 @@ from .transfer import (
     TransferContext,
     TransferManager,
     Watcher,
-    settle,
+    release_all,
     should_retry,
 )
 
@@ -86,8 +86,7 @@ class LayerDownloadManager:
         top_transfer: Transfer | None = None
 
         def release() -> None:
-            for w in watchers:
-                w.transfer.release(w)
+            release_all(watchers)
             if top is not None:
                 top.release()
 
@@ -128,7 +127,6 @@ class LayerDownloadManager:
                 raise top_transfer.error
         except BaseException:  # a cancel, a layer's error, or Ctrl-C in this thread
             release()
-            settle(watchers)
             raise
         layer: Layer = top_transfer.result
         chain: list[Digest] = []

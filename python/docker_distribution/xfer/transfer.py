@@ -28,7 +28,7 @@ from ..errors import (
 from ..progress import Progress, ProgressOutput
 
 __all__ = ["DEFAULT_WAIT_DURATION", "RETRY_DELAY_UNIT", "SETTLE_TIMEOUT", "Transfer", "TransferContext",
-           "TransferManager", "Watcher", "settle", "should_retry"]
+           "TransferManager", "Watcher", "release_all", "should_retry"]
 
 DEFAULT_WAIT_DURATION = 1.0  # seconds per countdown tick, moby's waitDuration
 RETRY_DELAY_UNIT = 5  # seconds × attempt before the next attempt, as moby
@@ -147,10 +147,14 @@ class TransferContext:
 TransferFunc = Callable[[TransferContext], Any]
 
 
-def settle(watchers: Iterable[Watcher]) -> None:
-    """After ``watchers`` were released: wait (at most :data:`SETTLE_TIMEOUT` in all) for the
-    transfers that release cancelled, so a pull or push that failed returns with none of its own
-    transfers still writing to the store or the registry. Transfers other callers still watch go on."""
+def release_all(watchers: Iterable[Watcher]) -> None:
+    """Let go of ``watchers``; then wait (at most :data:`SETTLE_TIMEOUT` in all) for the transfers
+    that this cancelled (those nobody else watches), so a pull or push that gave up returns with
+    none of its own transfers still writing to the store or the registry. A finished transfer is
+    not waited for; one that other callers still watch goes on."""
+    watchers = list(watchers)
+    for w in watchers:
+        w.transfer.release(w)
     deadline = time.monotonic() + SETTLE_TIMEOUT
     for w in watchers:
         if w.transfer.cancelled.is_set():

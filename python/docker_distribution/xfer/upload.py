@@ -25,7 +25,7 @@ from .transfer import (
     TransferContext,
     TransferManager,
     Watcher,
-    settle,
+    release_all,
     should_retry,
 )
 
@@ -76,9 +76,7 @@ class LayerUploadManager:
             for d, key in order:
                 d.set_remote_descriptor(transfers[key][0].result)
         finally:
-            for t, w in transfers.values():
-                t.release(w)
-            settle(w for _, w in transfers.values())
+            release_all(w for _, w in transfers.values())
 
     def _run(self, d: UploadDescriptor) -> Callable[[TransferContext], Descriptor]:
         def run(ctx: TransferContext) -> Descriptor:
