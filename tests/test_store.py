@@ -448,6 +448,55 @@ def test_prune_removes_what_nothing_references_and_verify_finds_corruption(tmp_p
     assert s.verify() == []
 
 
+def test_rmi_deletes_only_what_the_image_alone_needed(tmp_path: Path) -> None:
+    """docker rmi: the image, the layers of its chain no other image (or child layer) needs, and
+    its manifests; an unreferenced image, a blob fetched on its own and shared layers all stay."""
+    s = Store(tmp_path / "s")
+
+    def layer(parent: dd.Digest | None, name: str) -> dd.Digest:
+        with s.layers.register(io.BytesIO(tgz({name: name.encode()})), parent) as lay:
+            return lay.chain_id
+
+    def image(*cids: dd.Digest) -> dd.Digest:
+        diff_ids = [str(s.layers.info(c).diff_id) for c in cids]
+        return s.images.put(json.dumps({"os": "linux", "rootfs": {"type": "layers", "diff_ids": diff_ids}}).encode())
+
+    def blob(data: bytes) -> dd.Digest:
+        with s.content.writer(ref=dd.digest_bytes(data).encoded) as w:
+            w.write(data)
+            return w.commit(len(data), dd.digest_bytes(data))
+
+    base = layer(None, "base")
+    mine, other = layer(base, "mine"), layer(base, "other")
+    top = layer(mine, "top")
+    doomed, kept = image(base, mine, top), image(base, other)
+    unnamed = image(base, mine)  # no reference: only `system prune` removes it (docker's dangling image)
+    orphan = layer(top, "orphan")  # a layer no image names yet (a pull still going, in docker's terms)
+    loose = blob(b"a blob fetched through the Repository API")
+    manifest = blob(b'{"schemaVersion":2,"config":{"digest":"%s"},"layers":[]}' % str(doomed).encode())
+    app, keep = parse_normalized_named("example.com/app:1"), parse_normalized_named("example.com/keep:1")
+    s.references.add_tag(app, doomed)
+    s.references.add_digest(app.with_digest(manifest), doomed)
+    s.references.add_tag(keep, kept)
+    out = s.remove_image(app)
+    assert out == [f"Untagged: {app.familiar}", f"Untagged: {app.familiar.split(':')[0]}@{manifest}",
+                   f"Deleted: {doomed}"]  # `top` still has a child: it stays, and so does all below it
+    assert set(s.images.list()) == {kept, unnamed}
+    assert {i.chain_id for i in s.layers.list()} == {base, mine, other, top, orphan}
+    assert not s.content.exists(manifest) and s.content.exists(loose)
+    s.layers.delete(orphan)
+    s.references.add_tag(app, unnamed)
+    assert s.remove_image(app) == [f"Untagged: {app.familiar}", f"Deleted: {unnamed}"]  # `mine` holds up `top`
+    assert s.content.exists(loose)
+    report = s.prune()  # prune's job: everything nothing names
+    assert report.layers == [top, mine] and report.content == [loose] and report.images == []
+    s.references.add_tag(app, kept)
+    assert s.remove_image(app) == [f"Untagged: {app.familiar}"]  # still tagged as keep:1
+    assert s.remove_image(keep) == [f"Untagged: {keep.familiar}", f"Deleted: {kept}", f"Deleted: {other}",
+                                    f"Deleted: {base}"]
+    assert s.layers.list() == [] and s.images.list() == [] and s.verify() == []
+
+
 def test_default_root_follows_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from docker_distribution.store import default_root
 

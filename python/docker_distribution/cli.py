@@ -352,7 +352,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("dir", metavar="DIR")
     p.set_defaults(func=_cmd_unpack)
 
-    p = sub.add_parser("rmi", help="remove images (untag, then prune what nothing needs)")
+    p = sub.add_parser("rmi", help="remove images: untag, then delete each image and the layers only it needed")
     p.add_argument("refs", nargs="+", metavar="REF")
     p.set_defaults(func=_cmd_rmi)
 

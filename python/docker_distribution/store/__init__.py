@@ -28,9 +28,11 @@ import contextlib
 import json
 import os
 import shutil
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from ..digest import Digest
 from ..errors import (
@@ -54,6 +56,7 @@ __all__ = ["ROOT_ENV", "ContentStore", "ImageStore", "LayerStore", "ReferenceSto
            "default_root"]
 
 ROOT_ENV = "DOCKER_DISTRIBUTION_ROOT"
+_T = TypeVar("_T")
 
 
 def default_root() -> Path:
@@ -145,19 +148,55 @@ class Store:
 
     def remove_image(self, ref: Reference, *, prune: bool = True,
                      on_wait: Callable[[], None] | None = None) -> list[str]:
-        """``docker rmi``: untag ``ref``; when no reference is left, delete the image and prune."""
+        """``docker rmi``: untag ``ref``; when no reference is left, delete the image, the layers
+        of its chain no other image or layer needs, and the manifests its digest references named
+        (with what they point to) that nothing else names. Everything else stays, unreferenced
+        images and content included: that is :meth:`prune`'s job, as ``docker image prune`` is
+        docker's. Returns docker's lines (``Untagged:``, then ``Deleted:`` for the image and each
+        layer). The deletion waits for every :meth:`lease`, calling ``on_wait`` once if it has to."""
         image_id = self._image_of(ref)
         out = [f"Untagged: {ref.familiar}"]
+        untagged = [ref]
         self.references.delete(ref)
         remaining = self.references.references(image_id)
         if all(r.digest is not None for r in remaining):
             for r in remaining:
                 self.references.delete(r)
+                untagged.append(r)
                 out.append(f"Untagged: {r.familiar}")
-        if not self.references.references(image_id) and prune:
-            report = self.prune(on_wait=on_wait)
-            out += [f"Deleted: {i}" for i in report.images + report.layers]  # as docker: the image, then its layers
+        manifests = [Digest.parse(r.digest) for r in untagged if r.digest is not None]
+        if prune and (manifests or not self.references.references(image_id)):
+            deleted = self._exclusively(lambda: self._delete_image(image_id, manifests), on_wait)
+            out += [f"Deleted: {d}" for d in deleted]  # as docker: the image, then its layers
         return out
+
+    def _delete_image(self, image_id: Digest, manifests: list[Digest]) -> list[Digest]:
+        """The content the ``manifests`` lead to that no reference still leads to; then, unless a
+        reference names it, the image and its layers top down as long as nothing else needs them.
+        Returns what was deleted of the image and its layers."""
+        for d in self._content_closure(manifests) - self._needed_content():
+            with contextlib.suppress(ObjectNotFoundError):
+                self.content.delete(d)
+        if self.references.references(image_id) or not self.images.exists(image_id):
+            return []  # still named (or again: the digest reference a push records), or gone
+        cid = self.image_chain_id(image_id)
+        self.images.delete(image_id)
+        deleted = [image_id]
+        if cid is not None and self.layers.exists(cid):
+            needed: set[Digest] = set()
+            for other in self.images.list():
+                top = self.image_chain_id(other)
+                if top is not None and self.layers.exists(top):
+                    needed.update(i.chain_id for i in self.layers.chain(top))
+            children = Counter(i.parent for i in self.layers.list() if i.parent is not None)
+            for info in reversed(self.layers.chain(cid)):
+                if info.chain_id in needed or children[info.chain_id] or self.layers.references(info.chain_id):
+                    break  # and so is every layer below it
+                self.layers.delete(info.chain_id)
+                deleted.append(info.chain_id)
+                if info.parent is not None:
+                    children[info.parent] -= 1
+        return deleted
 
     def image_from_directories(self, layer_dirs: list[os.PathLike[str] | str], ref: Reference | None = None, *,
                                config: dict[str, object] | None = None, mtime: int | None = 0) -> Digest:
@@ -206,13 +245,17 @@ class Store:
         """Remove images no reference names, then layers and content no remaining image needs.
         Waits for every :meth:`lease` (a pull, push, load, save or unpack under way) to end first, calling
         ``on_wait`` once if it has to."""
+        return self._exclusively(self._prune, on_wait)
+
+    def _exclusively(self, work: Callable[[], _T], on_wait: Callable[[], None] | None) -> _T:
+        """``work()`` with no :meth:`lease` held anywhere; ``on_wait()`` first if it has to wait."""
         with file_lock(self._gc_lock, blocking=False) as free:
             if free:
-                return self._prune()
+                return work()
         if on_wait is not None:
             on_wait()
         with file_lock(self._gc_lock):
-            return self._prune()
+            return work()
 
     def _prune(self) -> PruneReport:
         report = PruneReport()
@@ -279,8 +322,13 @@ class Store:
 
     def _needed_content(self) -> set[Digest]:
         """Manifests named by digest references, and what their indexes and manifests point to."""
-        todo = [Digest.parse(r.digest) for repo in self.references.all().values()
-                for key in repo for r in [_parse(key)] if r is not None and r.digest is not None]
+        return self._content_closure([Digest.parse(r.digest) for repo in self.references.all().values()
+                                      for key in repo for r in [_parse(key)] if r is not None and r.digest is not None])
+
+    def _content_closure(self, roots: list[Digest]) -> set[Digest]:
+        """The blobs of the content store that ``roots`` are, or that their indexes and manifests
+        point to."""
+        todo = list(roots)
         keep: set[Digest] = set()
         while todo:
             d = todo.pop()
