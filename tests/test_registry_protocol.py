@@ -171,6 +171,28 @@ def test_bodies_nobody_needs_are_not_read_whole(scripted: ScriptedServer) -> Non
     assert scripted.sent < 32 << 20  # what the sockets buffered before the client closed them
 
 
+def test_redirects_are_followed_without_reading_their_bodies(scripted: ScriptedServer) -> None:
+    """requests' own redirect handling reads every redirect's body whole: a ping and a token
+    request each redirected with a 256 MiB body would hold it in memory. They are closed unread."""
+    challenge = {"WWW-Authenticate": f'Bearer realm="{scripted.url}/token",service="s"'}
+    denied = Reply(401, {"errors": [{"code": "UNAUTHORIZED", "message": "auth"}]}, challenge)
+    scripted.route("/v2/lib/x/tags/list",
+                   lambda r: Reply(200, {"tags": ["v1"]}) if r.headers.get("Authorization") == "Bearer t" else denied)
+    scripted.route("/v2/", lambda r: Reply(302, headers={"Location": "/v2/pinged"}, stream=256 << 20)
+                   if r.path == "/v2/" else denied)
+    scripted.route("/token2", lambda r: Reply(200, {"token": "t"}))
+    scripted.route("/token", lambda r: Reply(302, headers={"Location": "/token2?x=1"}, stream=256 << 20))
+    repo = connect(_ref(scripted.host, "lib/x"), APIEndpoint(url=scripted.url), auth_config=AuthConfig())
+    assert repo.tags() == ["v1"]
+    assert [r.path for r in scripted.requests if r.path.startswith("/token")] == ["/token", "/token2"]
+    assert scripted.requests[-2].query == {"x": ["1"]}  # the Location's own query, not the first URL's
+    last, deadline = -1, time.monotonic() + 10
+    while scripted.sent != last and time.monotonic() < deadline:  # until the server's writes stop
+        last = scripted.sent
+        time.sleep(0.3)
+    assert scripted.sent < 32 << 20  # what the sockets buffered before the client closed them
+
+
 def test_a_docker_config_file_of_the_wrong_shape_is_a_typed_error(tmp_path: Path) -> None:
     from docker_distribution.registry.auth import DockerConfigFile
     for text in ('{"credHelpers": ["x"]}', '{"auths": "x"}', "[]", '{"credsStore": 1}', '{"auths": {"h": "x"}}',

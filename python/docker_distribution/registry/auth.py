@@ -291,7 +291,13 @@ class TokenHandler:
         return tok.value
 
     def _fetch(self, params: Mapping[str, str], scopes: list[str]) -> _Token:
-        from .transport import describe_request_error, handle_error_response, read_capped, redact_url
+        from .transport import (
+            describe_request_error,
+            follow_redirects,
+            handle_error_response,
+            read_capped,
+            redact_url,
+        )
 
         realm = params.get("realm")
         if not realm:
@@ -307,8 +313,8 @@ class TokenHandler:
                         "client_id": self._client_id, "scope": " ".join(scopes)}
                 if service:
                     form["service"] = service
-                resp = self._session.post(realm, data=form, timeout=TOKEN_TIMEOUT, verify=self._verify,
-                                          cert=self._cert, headers=self._headers, allow_redirects=True, stream=True)
+                resp = follow_redirects(self._session, "POST", realm, data=form, timeout=TOKEN_TIMEOUT,
+                                        verify=self._verify, cert=self._cert, headers=self._headers)
             else:
                 query: list[tuple[str, str]] = []
                 if service:
@@ -320,8 +326,9 @@ class TokenHandler:
                     basic = (self._auth.username, self._auth.password)
                 if self._offline:
                     query += [("offline_token", "true"), ("client_id", self._client_id)]
-                resp = self._session.get(realm, params=sorted(query), auth=basic, timeout=TOKEN_TIMEOUT,
-                                         verify=self._verify, cert=self._cert, headers=self._headers, stream=True)
+                resp = follow_redirects(self._session, "GET", realm, params=sorted(query), auth=basic,
+                                        timeout=TOKEN_TIMEOUT, verify=self._verify, cert=self._cert,
+                                        headers=self._headers)
         except requests.RequestException as exc:
             from ..errors import TransportError
 

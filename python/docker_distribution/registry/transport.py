@@ -28,6 +28,8 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 import requests
+from requests.cookies import extract_cookies_to_jar
+from requests.hooks import dispatch_hook
 
 from .. import __version__
 from ..errors import (
@@ -208,8 +210,8 @@ class Transport:
         """``GET /v2/`` without auth; any status is accepted; 401 challenges are remembered."""
         url = self.url("/v2/")
         try:
-            resp = self.session.get(url, headers=self.headers, timeout=PING_TIMEOUT, verify=self.verify,
-                                    cert=self.cert, allow_redirects=True, stream=True)  # the body is not read
+            resp = follow_redirects(self.session, "GET", url, headers=self.headers, timeout=PING_TIMEOUT,
+                                    verify=self.verify, cert=self.cert)  # the body is not read
         except requests.RequestException as exc:
             raise TransportError("GET", redact_url(url), describe_request_error(exc, url)) from None
         resp.close()
@@ -299,17 +301,16 @@ class Transport:
                     raise
             try:
                 # always streamed: no body is ever read whole (see _discard_body and read_capped)
-                resp = self.session.request(method, url, headers=hdrs, data=data, stream=True, timeout=timeout,
-                                            verify=self.verify, cert=self.cert, allow_redirects=False)
+                resp = send_once(self.session, method, url, headers=hdrs, data=data, timeout=timeout,
+                                 verify=self.verify, cert=self.cert)
             except requests.RequestException as exc:
                 raise TransportError(method, redact_url(url), describe_request_error(exc, url)) from None
             if resp.status_code not in _REDIRECTS or "Location" not in resp.headers:
                 return resp
             resp.close()
             url = urljoin(url, resp.headers["Location"])
-            if resp.status_code == 303 or (resp.status_code in (301, 302) and method == "POST"):
-                method, data = ("GET" if method != "HEAD" else "HEAD"), None
-            elif data is not None and not isinstance(data, bytes):
+            method, data = _redirected(resp.status_code, method, data)
+            if data is not None and not isinstance(data, bytes):
                 raise TransportError(method, redact_url(url), "redirect of a streamed request body")
             # only Accept and Range follow a redirect (plus our own identity headers)
             hdrs = {**self.headers, **{k: v for k, v in headers.items() if k.lower() in ("accept", "range")}}
@@ -320,6 +321,51 @@ class Transport:
         remaining = resp.headers.get("RateLimit-Remaining")
         if limit is not None or remaining is not None:
             self._rate_limit = RateLimit(limit, remaining)
+
+
+def _redirected(status: int, method: str, data: Any) -> tuple[str, Any]:
+    """The method and body a redirect is followed with (RFC 9110 §15.4, as Go and requests do):
+    a 303, or a 301/302 of a POST, becomes a body-less GET (a HEAD stays a HEAD)."""
+    if status == 303 or (status in (301, 302) and method == "POST"):
+        return ("HEAD" if method == "HEAD" else "GET"), None
+    return method, data
+
+
+def send_once(session: requests.Session, method: str, url: str, *, timeout: tuple[float, float] | float,
+              verify: bool | str, cert: tuple[str, str] | None, headers: Mapping[str, str] | None = None,
+              params: Any = None, data: Any = None, auth: tuple[str, str] | None = None) -> requests.Response:
+    """One request through ``session`` (its adapters, proxies, cookies and hooks), its body
+    streamed, a redirect returned as it is. Not ``session.request(allow_redirects=False)``: that
+    still reads a redirect's body whole (``Session.send`` prepares ``Response.next`` through
+    ``resolve_redirects``, which consumes it), and a hostile server's endless 302 would fill memory."""
+    prep = session.prepare_request(requests.Request(method, url, headers=dict(headers or {}), params=params,
+                                                    data=data, auth=auth))
+    env = session.merge_environment_settings(prep.url, {}, True, verify, cert)  # proxies, a CA bundle
+    settings: dict[str, Any] = {"stream": True, "timeout": timeout, "verify": env["verify"], "cert": env["cert"],
+                                "proxies": env["proxies"]}
+    resp = session.get_adapter(prep.url or url).send(prep, **settings)
+    extract_cookies_to_jar(session.cookies, prep, resp.raw)  # type: ignore[no-untyped-call]  # untyped in requests
+    hooked = dispatch_hook("response", prep.hooks, resp, **settings)  # type: ignore[no-untyped-call]
+    return hooked if isinstance(hooked, requests.Response) else resp
+
+
+def follow_redirects(session: requests.Session, method: str, url: str, *, auth: tuple[str, str] | None = None,
+                     params: Any = None, data: Any = None, timeout: tuple[float, float] | float,
+                     verify: bool | str, cert: tuple[str, str] | None,
+                     headers: Mapping[str, str] | None = None) -> requests.Response:
+    """:func:`send_once`, following redirects (each one's body closed unread) up to
+    :data:`MAX_REDIRECTS` (then ``requests.TooManyRedirects``). ``auth`` goes only to the first
+    URL's scheme and host:port, ``params`` only to the first URL (a ``Location`` is complete)."""
+    origin = urlsplit(url)[:2]
+    for _ in range(MAX_REDIRECTS + 1):
+        resp = send_once(session, method, url, headers=headers, params=params, data=data, timeout=timeout,
+                         verify=verify, cert=cert, auth=auth if urlsplit(url)[:2] == origin else None)
+        if resp.status_code not in _REDIRECTS or "Location" not in resp.headers:
+            return resp
+        resp.close()
+        url, params = urljoin(url, resp.headers["Location"]), None
+        method, data = _redirected(resp.status_code, method, data)
+    raise requests.TooManyRedirects(f"stopped after {MAX_REDIRECTS} redirects")
 
 
 def read_capped(resp: requests.Response, limit: int) -> bytes:
