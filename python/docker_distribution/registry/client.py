@@ -191,9 +191,12 @@ class Repository:
         """Start a streamed GET; with ``offset``/``length`` a Range request.
 
         The caller checks ``status_code``: 206 is a range answer (see :func:`parse_content_range`),
-        200 means the server ignored the range and sends the whole blob.
+        200 means the server ignored the range and sends the whole blob. The blob is asked for as
+        it is stored (``Accept-Encoding: identity``): its bytes are verified as they arrive, never
+        decoded, so a proxy or CDN that gzips what a client accepts must not gzip them (Go's
+        transport, which moby uses, undoes the gzip it asked for; requests asks for gzip too).
         """
-        headers: dict[str, str] = {}
+        headers: dict[str, str] = {"Accept-Encoding": "identity"}
         if offset or length is not None:
             end = "" if length is None else str(offset + length - 1)
             headers["Range"] = f"bytes={offset}-{end}"

@@ -312,8 +312,9 @@ class Transport:
             method, data = _redirected(resp.status_code, method, data)
             if data is not None and not isinstance(data, bytes):
                 raise TransportError(method, redact_url(url), "redirect of a streamed request body")
-            # only Accept and Range follow a redirect (plus our own identity headers)
-            hdrs = {**self.headers, **{k: v for k, v in headers.items() if k.lower() in ("accept", "range")}}
+            # only Accept, Accept-Encoding and Range follow a redirect (plus our own identity headers)
+            hdrs = {**self.headers,
+                    **{k: v for k, v in headers.items() if k.lower() in ("accept", "accept-encoding", "range")}}
         raise TransportError(method, redact_url(url), f"stopped after {MAX_REDIRECTS} redirects")
 
     def _record_rate_limit(self, resp: requests.Response) -> None:
