@@ -193,6 +193,41 @@ def test_redirects_are_followed_without_reading_their_bodies(scripted: ScriptedS
     assert scripted.sent < 32 << 20  # what the sockets buffered before the client closed them
 
 
+_BOMB = """
+import resource, sys, zlib
+sys.path.insert(0, {tests!r})
+from bed.scripted import Reply, ScriptedServer
+import pytest
+from docker_distribution import errors as E
+from docker_distribution.reference import parse_normalized_named
+from docker_distribution.registry import connect
+from docker_distribution.registry.auth import AuthConfig
+from docker_distribution.registry.service import APIEndpoint
+
+gz = zlib.compressobj(9, zlib.DEFLATED, 31)  # gzip of 1 GiB of zeros, about 1 MB, made 1 MiB at a time
+bomb = b"".join(gz.compress(bytes(1 << 20)) for _ in range(1024)) + gz.flush()
+server = ScriptedServer()
+server.route("/v2/x/manifests/", lambda r: Reply(200, bomb, {{"Content-Encoding": "gzip",
+             "Content-Type": "application/vnd.oci.image.manifest.v1+json"}}))
+server.route("/v2/", lambda r: Reply(200, {{}}))
+repo = connect(parse_normalized_named(server.host + "/x"), APIEndpoint(url=server.url), auth_config=AuthConfig())
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+with pytest.raises(E.ManifestTooLargeError):
+    repo.get_manifest("latest")
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)
+"""
+
+
+def test_a_compressed_answer_is_not_inflated_past_the_cap() -> None:
+    """A manifest sent as ``Content-Encoding: gzip`` that inflates to 1 GiB: refused at the 4 MiB
+    cap, having cost memory of the order of the cap, not of the inflated body (urllib3 2.7 and
+    later inflate a bounded amount per read; pyproject.toml requires it)."""
+    out = subprocess.run([sys.executable, "-c", _BOMB.format(tests=str(Path(__file__).parent))],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert int(out.stdout) < 64  # MiB of peak memory the refusal cost
+
+
 def test_a_docker_config_file_of_the_wrong_shape_is_a_typed_error(tmp_path: Path) -> None:
     from docker_distribution.registry.auth import DockerConfigFile
     for text in ('{"credHelpers": ["x"]}', '{"auths": "x"}', "[]", '{"credsStore": 1}', '{"auths": {"h": "x"}}',
