@@ -242,7 +242,12 @@ def test_cli_pull_images_unpack_rmi(registry: Registry, layers: list[Path], tmp_
     assert (tmp_path / "rootfs" / "etc" / "motd").read_text() == "hello\n"
     assert "store is consistent" in run("system", "verify")
     layer_dirs = [p.name for p in (tmp_path / "root" / "layers" / "sha256").iterdir()]
-    removed = run("rmi", ref_s)
-    assert removed.startswith(f"Untagged: {ref_s}") and "Deleted: sha256:" in removed
+    image_id = listing.splitlines()[1].split()[2]  # the IMAGE ID column: a 12-digit prefix, as docker's
+    # as docker rmi: each REF in turn (here an unknown name, then the image by ID), errors reported
+    rmi = subprocess.run([exe, "rmi", "no/such", image_id], capture_output=True, text=True, env=env)
+    assert (rmi.returncode, rmi.stderr) == (1, "Error: No such image: no/such:latest\n")
+    removed = rmi.stdout
+    assert removed.startswith(f"Untagged: {ref_s}\nUntagged: {ref_s.rsplit(':', 1)[0]}@sha256:")
+    assert f"Deleted: sha256:{image_id}" in removed
     assert {f"sha256:{h}" for h in layer_dirs} <= {line.split(" ")[1] for line in removed.splitlines()}
     assert not any((tmp_path / "root" / "layers" / "sha256").iterdir())

@@ -497,6 +497,47 @@ def test_rmi_deletes_only_what_the_image_alone_needed(tmp_path: Path) -> None:
     assert s.layers.list() == [] and s.images.list() == [] and s.verify() == []
 
 
+def test_rmi_by_image_id_follows_docker_s_rules(tmp_path: Path) -> None:
+    """`docker rmi <ID>`: every reference goes when they are one tag plus digest references of one
+    repository; two tags, or two repositories, are a conflict unless forced (moby's isSingleReference)."""
+    s = Store(tmp_path / "s")
+    with s.layers.register(io.BytesIO(tgz({"f": b"data"})), None) as lay:
+        diff_id = str(lay.diff_id)
+    image_id = s.images.put(json.dumps({"os": "linux", "rootfs": {"type": "layers", "diff_ids": [diff_id]}}).encode())
+    short = image_id.encoded[:12]
+    a1, a2 = parse_normalized_named("example.com/a:1"), parse_normalized_named("example.com/a:2")
+    b1 = parse_normalized_named("example.com/b:1")
+    digest_ref = a1.trim().with_digest(dd.digest_bytes(b"a manifest"))
+    for ref in (a1, a2, b1):
+        s.references.add_tag(ref, image_id)
+    for asked in (short, image_id.encoded[:4], str(image_id)):
+        with pytest.raises(E.ImageDeleteConflictError) as info:
+            s.remove_image(asked)
+        assert str(info.value) == (f"conflict: unable to delete {short} (must be forced) - "
+                                    "image is referenced in multiple repositories")
+    assert len(s.references.references(image_id)) == 3  # nothing untagged by a refusal
+    s.references.delete(b1)
+    with pytest.raises(E.ImageDeleteConflictError):
+        s.remove_image(short)  # two tags of one repository: still more than a single reference
+    s.references.delete(a2)
+    s.references.add_digest(digest_ref, image_id)
+    layer = s.image_chain_id(image_id)
+    assert s.remove_image(short) == ["Untagged: example.com/a:1", f"Untagged: {digest_ref.familiar}",
+                                     f"Deleted: {image_id}", f"Deleted: {layer}"]  # moby's lexical order
+    assert s.images.list() == [] and s.layers.list() == [] and s.references.all() == {}
+    with pytest.raises(E.NoSuchImageError, match=f"^No such image: {short}:latest$"):  # as docker words it
+        s.remove_image(short)
+    with pytest.raises(E.NoSuchImageError, match="^No such image: example.com/a:1$"):
+        s.remove_image("example.com/a:1")
+    # forced: every reference, whichever repositories
+    image_id = s.images.put(json.dumps({"os": "linux", "rootfs": {"type": "layers", "diff_ids": []}}).encode())
+    for ref in (a1, b1):
+        s.references.add_tag(ref, image_id)
+    assert s.remove_image(image_id.encoded[:12], force=True) == [
+        "Untagged: example.com/a:1", "Untagged: example.com/b:1", f"Deleted: {image_id}"]
+    assert s.images.list() == [] and s.verify() == []
+
+
 def test_default_root_follows_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from docker_distribution.store import default_root
 

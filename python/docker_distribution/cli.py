@@ -177,12 +177,20 @@ def _waiting() -> None:
 
 
 def _cmd_rmi(args: argparse.Namespace) -> int:
+    """As ``docker rmi``: each REF (a reference, an image ID or a unique ID prefix) in turn; one
+    that fails is reported and the others are still removed; exit status 1 if any failed."""
     store = _store(args)
+    failed = False
     for r in args.refs:
-        ref = parse_normalized_named(r)
-        for line in store.remove_image(ref if ref.digest else ref.tag_name_only(), on_wait=_waiting):
+        try:
+            lines = store.remove_image(r, force=args.force, on_wait=_waiting)
+        except DistributionError as exc:
+            print(f"Error: {exc}", file=sys.stderr)
+            failed = True
+            continue
+        for line in lines:
             print(line)
-    return 0
+    return 1 if failed else 0
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
@@ -353,7 +361,9 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_unpack)
 
     p = sub.add_parser("rmi", help="remove images: untag, then delete each image and the layers only it needed")
-    p.add_argument("refs", nargs="+", metavar="REF")
+    p.add_argument("-f", "--force", action="store_true",
+                   help="remove an image given by ID even if several tags or repositories name it")
+    p.add_argument("refs", nargs="+", metavar="REF", help="a reference, an image ID or a unique ID prefix")
     p.set_defaults(func=_cmd_rmi)
 
     system = sub.add_parser("system", help="store maintenance").add_subparsers(dest="system", required=True)

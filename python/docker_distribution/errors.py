@@ -56,7 +56,8 @@ Every error this package raises is a :class:`DistributionError`. The tree::
     │   ├── InvalidLayoutError           an OCI image layout that cannot be loaded
     │   ├── CorruptStoreError            one of the store's own files is unreadable (never written over)
     │   ├── MaxDepthExceededError        ``max depth exceeded``: more than 125 layers in one chain
-    │   └── ReferenceConflictError       a tag set elsewhere without force; a digest ref changed
+    │   ├── ReferenceConflictError       a tag set elsewhere without force; a digest ref changed
+    │   └── ImageDeleteConflictError     ``conflict: unable to delete <id> (must be forced) - …``
     ├── FallbackError                    wraps an error after which the next endpoint is tried
     └── DoNotRetry                       wraps an error that another attempt will not fix
 
@@ -80,6 +81,7 @@ __all__ = [
     "CorruptLayerError",
     "CorruptStoreError",
     "FailedPreconditionError",
+    "ImageDeleteConflictError",
     "InvalidLayoutError",
     "LockedError",
     "MaxDepthExceededError",
@@ -851,6 +853,15 @@ class LockedError(StoreError):
 
 class ReferenceConflictError(StoreError):
     """A tag already points elsewhere (without force), or a digest reference would change."""
+
+
+class ImageDeleteConflictError(StoreError):
+    """moby's ``imageDeleteConflict``: an image asked for by ID whose references are more than one
+    tag, or span repositories, is deleted only when forced (``docker rmi -f``)."""
+
+    def __init__(self, image_id: str, message: str = "image is referenced in multiple repositories") -> None:
+        short = image_id.removeprefix("sha256:")[:12]
+        super().__init__(f"conflict: unable to delete {short} (must be forced) - {message}")
 
 
 class InvalidLayoutError(StoreError):

@@ -38,6 +38,7 @@ from ..digest import Digest
 from ..errors import (
     CorruptStoreError,
     DistributionError,
+    ImageDeleteConflictError,
     NoSuchImageError,
     ObjectNotFoundError,
     ReferenceNotFoundError,
@@ -123,13 +124,17 @@ class Store:
         :class:`~docker_distribution.errors.NoSuchImageError` naming ``ref`` if there is none."""
         if isinstance(ref, Reference):
             return self._image_of(ref)
-        value = ref.removeprefix("sha256:")
-        matches = [i for i in self.images.list() if i.encoded.startswith(value)] if len(value) >= 4 else []
-        if len(matches) == 1:
-            return matches[0]
+        found = self._id_of(ref)
+        if found is not None:
+            return found
         from ..reference import parse_normalized_named
 
         return self._image_of(parse_normalized_named(ref), ref)
+
+    def _id_of(self, value: str) -> Digest | None:
+        prefix = value.removeprefix("sha256:")
+        matches = [i for i in self.images.list() if i.encoded.startswith(prefix)] if len(prefix) >= 4 else []
+        return matches[0] if len(matches) == 1 else None
 
     def _image_of(self, ref: Reference, asked: str | None = None) -> Digest:
         try:
@@ -146,14 +151,27 @@ class Store:
             self.references.add_tag(dst.tag_name_only(), image_id, force=True)
         return image_id
 
-    def remove_image(self, ref: Reference, *, prune: bool = True,
+    def remove_image(self, ref: Reference | str, *, force: bool = False, prune: bool = True,
                      on_wait: Callable[[], None] | None = None) -> list[str]:
-        """``docker rmi``: untag ``ref``; when no reference is left, delete the image, the layers
-        of its chain no other image or layer needs, and the manifests its digest references named
-        (with what they point to) that nothing else names. Everything else stays, unreferenced
-        images and content included: that is :meth:`prune`'s job, as ``docker image prune`` is
-        docker's. Returns docker's lines (``Untagged:``, then ``Deleted:`` for the image and each
-        layer). The deletion waits for every :meth:`lease`, calling ``on_wait`` once if it has to."""
+        """``docker rmi``. A :class:`Reference`, or a string that names one, is untagged; when no
+        reference is left, the image is deleted with the layers of its chain no other image or
+        layer needs, and the manifests its digest references named (with what they point to) that
+        nothing else names. A string that names no reference is looked up as an image ID or a
+        unique ID prefix (as docker does): every reference to the image is removed and the image
+        deleted, provided those references are at most one tag and digest references of the same
+        repository, else :class:`~docker_distribution.errors.ImageDeleteConflictError` unless
+        ``force``. Everything else stays, unreferenced images and content included: that is
+        :meth:`prune`'s job, as ``docker image prune`` is docker's. Returns docker's lines
+        (``Untagged:``, then ``Deleted:`` for the image and each layer). The deletion waits for
+        every :meth:`lease`, calling ``on_wait`` once if it has to."""
+        if isinstance(ref, str):
+            named = _named(ref)
+            if named is None or not self._names_an_image(named):
+                image_id = self._id_of(ref)
+                if image_id is None:
+                    raise NoSuchImageError(named.familiar if named is not None else ref)
+                return self._remove_by_id(image_id, force=force, prune=prune, on_wait=on_wait)
+            ref = named
         image_id = self._image_of(ref)
         out = [f"Untagged: {ref.familiar}"]
         untagged = [ref]
@@ -164,11 +182,32 @@ class Store:
                 self.references.delete(r)
                 untagged.append(r)
                 out.append(f"Untagged: {r.familiar}")
+        return out + self._untagged(image_id, untagged, prune, on_wait)
+
+    def _names_an_image(self, ref: Reference) -> bool:
+        try:
+            self.references.get(ref)
+            return True
+        except ReferenceNotFoundError:
+            return False
+
+    def _remove_by_id(self, image_id: Digest, *, force: bool, prune: bool,
+                      on_wait: Callable[[], None] | None) -> list[str]:
+        refs = self.references.references(image_id)
+        if refs and not force and not _single_reference(refs):
+            raise ImageDeleteConflictError(str(image_id))
+        for r in refs:
+            self.references.delete(r)
+        return [f"Untagged: {r.familiar}" for r in refs] + self._untagged(image_id, refs, prune, on_wait)
+
+    def _untagged(self, image_id: Digest, untagged: list[Reference], prune: bool,
+                  on_wait: Callable[[], None] | None) -> list[str]:
+        """After ``untagged`` were removed: delete what they leave unneeded (see :meth:`remove_image`)."""
         manifests = [Digest.parse(r.digest) for r in untagged if r.digest is not None]
-        if prune and (manifests or not self.references.references(image_id)):
-            deleted = self._exclusively(lambda: self._delete_image(image_id, manifests), on_wait)
-            out += [f"Deleted: {d}" for d in deleted]  # as docker: the image, then its layers
-        return out
+        if not prune or (not manifests and self.references.references(image_id)):
+            return []
+        deleted = self._exclusively(lambda: self._delete_image(image_id, manifests), on_wait)
+        return [f"Deleted: {d}" for d in deleted]  # as docker: the image, then its layers
 
     def _delete_image(self, image_id: Digest, manifests: list[Digest]) -> list[Digest]:
         """The content the ``manifests`` lead to that no reference still leads to; then, unless a
@@ -404,4 +443,17 @@ def _parse(key: str) -> Reference | None:
         return None
 
 
+def _named(value: str) -> Reference | None:
+    """``value`` as docker reads a reference on the command line (a bare name is ``:latest``),
+    or None when it cannot be one (a 64-hex ID, say)."""
+    ref = _parse(value)
+    return ref if ref is None or ref.digest else ref.tag_name_only()
+
+
+def _single_reference(refs: list[Reference]) -> bool:
+    """moby's ``isSingleReference``: at most one tag, and every reference in one repository."""
+    return sum(r.digest is None for r in refs) <= 1 and len({r.name for r in refs}) == 1
+
+
 __all__ += ["Layer", "ObjectNotFoundError", "PruneReport"]
+
