@@ -228,6 +228,28 @@ def test_a_compressed_answer_is_not_inflated_past_the_cap() -> None:
     assert int(out.stdout) < 64  # MiB of peak memory the refusal cost
 
 
+def test_requests_take_their_proxy_from_the_environment(scripted: ScriptedServer, registry: Registry,
+                                                       repo_name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As moby's transport: ``HTTP_PROXY`` is used (the scripted server plays the proxy and sees
+    absolute-form requests for the registry's host), and ``NO_PROXY`` is honoured."""
+    for name in ("NO_PROXY", "no_proxy", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", scripted.url)
+    scripted.route("/v2/lib/x/tags/list", lambda r: Reply(200, {"tags": ["v1"]}))
+    scripted.route("/v2/", lambda r: Reply(200, {}))
+    far = "registry.example:5000"  # never resolved: the proxy is asked for it
+    repo = connect(_ref(far, "lib/x"), APIEndpoint(url=f"http://{far}"), auth_config=AuthConfig())
+    assert repo.tags() == ["v1"]
+    assert [r.path for r in scripted.requests] == ["/v2/", "/v2/lib/x/tags/list"]
+    assert {r.headers["Host"] for r in scripted.requests} == {far}
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    direct = connect(_ref(registry.host, repo_name), _plain(registry), auth_config=AuthConfig(),
+                     actions=("push", "pull"))
+    push_empty_image(direct, "v1")
+    assert direct.tags() == ["v1"]
+    assert len(scripted.requests) == 2  # the real registry was reached directly
+
+
 def test_a_docker_config_file_of_the_wrong_shape_is_a_typed_error(tmp_path: Path) -> None:
     from docker_distribution.registry.auth import DockerConfigFile
     for text in ('{"credHelpers": ["x"]}', '{"auths": "x"}', "[]", '{"credsStore": 1}', '{"auths": {"h": "x"}}',
