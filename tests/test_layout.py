@@ -103,6 +103,19 @@ def test_save_and_load_cli(tmp_path: Path) -> None:
     assert out.strip() == "Loaded image: example.com/cli/app:2"
     assert Store(tmp_path / "other").references.get(ref) == image_id
 
+    def save_load(what: str, name: str) -> str:
+        subprocess.run([exe, "--root", str(root), "save", what, "-o", str(tmp_path / name)], check=True)
+        return subprocess.run([exe, "--root", str(tmp_path / f"{name}-store"), "load", "-i", str(tmp_path / name)],
+                              capture_output=True, text=True, check=True).stdout
+
+    # by an image ID prefix, as docker save takes it: the layout names no reference, and the load
+    # says "Loaded image ID", as docker's does
+    assert save_load(image_id.encoded[:12], "by-id") == f"Loaded image ID: {image_id}\n"
+    by_id = Store(tmp_path / "by-id-store")
+    assert by_id.images.list() == [image_id] and by_id.references.all() == {}
+    store.tag(str(image_id), dd.parse_normalized_named("busybox:cli"))
+    assert save_load("busybox:cli", "hub") == "Loaded image: busybox:cli\n"  # familiar, as docker prints it
+
 
 def test_a_save_to_tar_that_fails_midway_leaves_no_partial_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import tarfile

@@ -95,13 +95,13 @@ def _cmd_tag(args: argparse.Namespace) -> int:
 
 def _cmd_save(args: argparse.Namespace) -> int:
     store = _store(args)
-    store.save([parse_normalized_named(r) for r in args.refs], args.output)
+    store.save(list(args.refs), args.output)  # references, image IDs or unique ID prefixes, as docker save
     return 0
 
 
 def _cmd_load(args: argparse.Namespace) -> int:
     for image_id, ref in _store(args).load(args.input):
-        print(f"Loaded image: {ref}" if ref is not None else f"Loaded image ID: {image_id}")
+        print(f"Loaded image: {ref.familiar}" if ref is not None else f"Loaded image ID: {image_id}")
     return 0
 
 

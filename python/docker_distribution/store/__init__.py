@@ -29,7 +29,7 @@ import json
 import os
 import shutil
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -120,16 +120,25 @@ class Store:
                 self.layers.unpack(cid, dest)
 
     def resolve(self, ref: Reference | str) -> Digest:
-        """An image ID from a reference, a full ID, or a unique ID prefix (as docker accepts);
+        """An image ID from a reference, or from a string as :meth:`lookup` reads it;
         :class:`~docker_distribution.errors.NoSuchImageError` naming ``ref`` if there is none."""
         if isinstance(ref, Reference):
             return self._image_of(ref)
-        found = self._id_of(ref)
-        if found is not None:
-            return found
-        from ..reference import parse_normalized_named
+        return self.lookup(ref)[1]
 
-        return self._image_of(parse_normalized_named(ref), ref)
+    def lookup(self, value: str) -> tuple[Reference | None, Digest]:
+        """What docker's image commands make of a REF argument: the reference it names when that
+        names an image (a bare name is ``:latest``), else an image ID (``sha256:…`` or hex) or a
+        unique ID prefix of at least 4 characters, with None for the reference;
+        :class:`~docker_distribution.errors.NoSuchImageError`, worded as docker's, if neither."""
+        named = _named(value)
+        if named is not None:
+            with contextlib.suppress(ReferenceNotFoundError):
+                return named, self.references.get(named)
+        image_id = self._id_of(value)
+        if image_id is None:
+            raise NoSuchImageError(named.familiar if named is not None else value)
+        return None, image_id
 
     def _id_of(self, value: str) -> Digest | None:
         prefix = value.removeprefix("sha256:")
@@ -165,11 +174,8 @@ class Store:
         (``Untagged:``, then ``Deleted:`` for the image and each layer). The deletion waits for
         every :meth:`lease`, calling ``on_wait`` once if it has to."""
         if isinstance(ref, str):
-            named = _named(ref)
-            if named is None or not self._names_an_image(named):
-                image_id = self._id_of(ref)
-                if image_id is None:
-                    raise NoSuchImageError(named.familiar if named is not None else ref)
+            named, image_id = self.lookup(ref)
+            if named is None:
                 return self._remove_by_id(image_id, force=force, prune=prune, on_wait=on_wait)
             ref = named
         image_id = self._image_of(ref)
@@ -183,13 +189,6 @@ class Store:
                 untagged.append(r)
                 out.append(f"Untagged: {r.familiar}")
         return out + self._untagged(image_id, untagged, prune, on_wait)
-
-    def _names_an_image(self, ref: Reference) -> bool:
-        try:
-            self.references.get(ref)
-            return True
-        except ReferenceNotFoundError:
-            return False
 
     def _remove_by_id(self, image_id: Digest, *, force: bool, prune: bool,
                       on_wait: Callable[[], None] | None) -> list[str]:
@@ -264,8 +263,9 @@ class Store:
                 self.references.add_tag(ref, image_id, force=True)
         return image_id
 
-    def save(self, refs: list[Reference], path: os.PathLike[str] | str) -> None:
-        """Write images to an OCI layout directory or ``.tar`` (see :mod:`.layout`)."""
+    def save(self, refs: Sequence[Reference | str], path: os.PathLike[str] | str) -> None:
+        """Write images to an OCI layout directory or ``.tar`` (see :mod:`.layout`); a string is
+        read as :meth:`lookup` reads it, and an image given by ID is saved without a name."""
         from .layout import save
 
         with self.lease():

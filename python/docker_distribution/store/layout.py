@@ -40,8 +40,9 @@ REF_NAME = "org.opencontainers.image.ref.name"
 CONTAINERD_NAME = "io.containerd.image.name"
 
 
-def save(store: Any, refs: Sequence[Reference], path: os.PathLike[str] | str) -> None:
-    """Write the images ``refs`` name into an OCI layout at ``path`` (a ``.tar`` file if it ends so)."""
+def save(store: Any, refs: Sequence[Reference | str], path: os.PathLike[str] | str) -> None:
+    """Write the images ``refs`` name into an OCI layout at ``path`` (a ``.tar`` file if it ends so).
+    A string is read as ``Store.lookup`` reads it; an image given by ID gets no name in the index."""
     target = Path(path)
     if target.suffix == ".tar":
         with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
@@ -64,10 +65,11 @@ def _blob(layout: Path, data: bytes) -> Descriptor:
     return Descriptor("", d, len(data))
 
 
-def _save_dir(store: Any, refs: Sequence[Reference], layout: Path) -> None:
+def _save_dir(store: Any, refs: Sequence[Reference | str], layout: Path) -> None:
     # every name resolves before anything is written: a missing image leaves no half layout
-    images: list[tuple[Reference, Digest]] = [(ref, store.resolve(ref if ref.digest else ref.tag_name_only()))
-                                              for ref in refs]
+    images: list[tuple[Reference | None, Digest]] = [
+        store.lookup(ref) if isinstance(ref, str) else (ref, store.resolve(ref if ref.digest else ref.tag_name_only()))
+        for ref in refs]
     layout.mkdir(parents=True, exist_ok=True)
     (layout / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
     entries = []
@@ -86,8 +88,10 @@ def _save_dir(store: Any, refs: Sequence[Reference], layout: Path) -> None:
                                "config": {"mediaType": OCI_CONFIG, "digest": str(image_id), "size": len(config)},
                                "layers": layers}, separators=(",", ":")).encode()
         m = _blob(layout, manifest)
-        entries.append({"mediaType": OCI_MANIFEST, "digest": str(m.digest), "size": m.size,
-                        "annotations": {REF_NAME: ref.tag or "latest", CONTAINERD_NAME: str(ref.tag_name_only())}})
+        entry: dict[str, object] = {"mediaType": OCI_MANIFEST, "digest": str(m.digest), "size": m.size}
+        if ref is not None:
+            entry["annotations"] = {REF_NAME: ref.tag or "latest", CONTAINERD_NAME: str(ref.tag_name_only())}
+        entries.append(entry)
     (layout / "oci-layout").write_text(json.dumps({"imageLayoutVersion": "1.0.0"}))
     (layout / "index.json").write_text(json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries}))
 
