@@ -238,11 +238,19 @@ def test_cli_pull_images_unpack_rmi(registry: Registry, layers: list[Path], tmp_
     assert '{"status":"Status: Image is up to date for ' + ref_s + '"}' in json_out
     listing = run("images")
     assert f"{registry.host}/{repo_name}" in listing and "v1" in listing
+    short_id = listing.splitlines()[1].split()[2]
+    repo_s = ref_s.rsplit(":", 1)[0]
+    # docker images [REPOSITORY[:TAG]], -q, --no-trunc
+    assert run("images", ref_s) == run("images", repo_s) == run("images", repo_s.rsplit("/", 1)[0] + "/*") == listing
+    assert run("images", f"{repo_s}:nope").split() == ["REPOSITORY", "TAG", "IMAGE", "ID", "CREATED", "SIZE"]
+    assert run("images", "-q", repo_s) == f"{short_id}\n"
+    full_id = run("images", "-q", "--no-trunc")
+    assert full_id.startswith(f"sha256:{short_id}") and len(full_id) == len("sha256:") + 64 + 1
     run("unpack", ref_s, str(tmp_path / "rootfs"))
     assert (tmp_path / "rootfs" / "etc" / "motd").read_text() == "hello\n"
     assert "store is consistent" in run("system", "verify")
     layer_dirs = [p.name for p in (tmp_path / "root" / "layers" / "sha256").iterdir()]
-    image_id = listing.splitlines()[1].split()[2]  # the IMAGE ID column: a 12-digit prefix, as docker's
+    image_id = short_id  # the IMAGE ID column: a 12-digit prefix, as docker's
     # as docker rmi: each REF in turn (here an unknown name, then the image by ID), errors reported
     rmi = subprocess.run([exe, "rmi", "no/such", image_id], capture_output=True, text=True, env=env)
     assert (rmi.returncode, rmi.stderr) == (1, "Error: No such image: no/such:latest\n")

@@ -106,23 +106,59 @@ def _cmd_load(args: argparse.Namespace) -> int:
 
 
 def _cmd_images(args: argparse.Namespace) -> int:
-    """docker images: a row per tag, and a ``<none>`` row for an image its repository names by digest only."""
+    """docker images [REPOSITORY[:TAG]]: a row per tag, and a ``<none>`` row for an image its
+    repository names by digest only; ``-q`` prints the IDs alone (a row each, as docker's)."""
     store = _store(args)
     rows = [("REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE")]
+    ids: list[str] = []
     now = time.time()
     for name, repo in sorted(store.references.all().items()):
         tagged = [(key.rsplit(":", 1)[1], Digest.parse(v)) for key, v in sorted(repo.items()) if "@" not in key]
         by_digest = {Digest.parse(v) for key, v in repo.items() if "@" in key} - {d for _, d in tagged}
         for tag, image_id in tagged + [("<none>", d) for d in sorted(by_digest, key=str)]:
+            if args.reference and not _familiar_match(args.reference, name, tag):
+                continue
+            shown = str(image_id) if args.no_trunc else image_id.short_id
+            if args.quiet:
+                ids.append(shown)
+                continue
             size = 0
             cid = store.image_chain_id(image_id)
             if cid is not None:
                 size = sum(i.size for i in store.layers.chain(cid))
-            rows.append((name, tag, image_id.short_id, _created(store.images.get(image_id), now), format_bytes(size, 3)))
+            rows.append((name, tag, shown, _created(store.images.get(image_id), now), format_bytes(size, 3)))
+    if args.quiet:
+        print("".join(f"{i}\n" for i in ids), end="")
+        return 0
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         print("   ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
     return 0
+
+
+def _familiar_match(pattern: str, name: str, tag: str) -> bool:
+    """distribution/reference's ``FamiliarMatch``, as docker's ``reference`` filter applies it:
+    Go's ``path.Match`` of ``pattern`` against ``name:tag``, else against ``name`` alone (a
+    ``<none>`` row, named by digest only, is matched by its name)."""
+    import re
+
+    regex = ""
+    i = 0
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "*":
+            regex += "[^/]*"
+        elif c == "?":
+            regex += "[^/]"
+        elif c == "[" and "]" in pattern[i + 1:]:
+            end = pattern.index("]", i + 1)
+            regex += pattern[i:end + 1]  # a class: Go's syntax (^ to negate, \\ to escape) is the regex one
+            i = end
+        else:
+            regex += re.escape(c)
+        i += 1
+    full = re.compile(regex + r"\Z")
+    return (tag != "<none>" and full.match(f"{name}:{tag}") is not None) or full.match(name) is not None
 
 
 def _created(config: bytes, now: float) -> str:
@@ -353,6 +389,10 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_load)
 
     p = sub.add_parser("images", help="list images in the local store")
+    p.add_argument("reference", nargs="?", metavar="REPOSITORY[:TAG]",
+                   help="only these (docker's reference filter: * and ? match within a path component)")
+    p.add_argument("-q", "--quiet", action="store_true", help="only the image IDs")
+    p.add_argument("--no-trunc", action="store_true", help="full image IDs")
     p.set_defaults(func=_cmd_images)
 
     p = sub.add_parser("unpack", help="write an image's root filesystem into a directory")
