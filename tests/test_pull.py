@@ -245,6 +245,9 @@ def test_cli_pull_images_unpack_rmi(registry: Registry, layers: list[Path], tmp_
     assert run("images", f"{repo_s}:nope").split() == ["REPOSITORY", "TAG", "IMAGE", "ID", "CREATED", "SIZE"]
     assert run("images", "-q", repo_s) == f"{short_id}\n"
     full_id = run("images", "-q", "--no-trunc")
+    with_digests = run("images", "--digests").splitlines()
+    assert with_digests[0].split() == ["REPOSITORY", "TAG", "DIGEST", "IMAGE", "ID", "CREATED", "SIZE"]
+    assert with_digests[1].split()[:4] == [repo_s, "v1", digest, short_id]  # pulled by tag, then by digest
     assert full_id.startswith(f"sha256:{short_id}") and len(full_id) == len("sha256:") + 64 + 1
     run("unpack", ref_s, str(tmp_path / "rootfs"))
     assert (tmp_path / "rootfs" / "etc" / "motd").read_text() == "hello\n"

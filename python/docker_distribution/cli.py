@@ -107,10 +107,12 @@ def _cmd_load(args: argparse.Namespace) -> int:
 
 def _cmd_images(args: argparse.Namespace) -> int:
     """docker images [REPOSITORY[:TAG]]: a row per tag, and a ``<none>`` row for an image its
-    repository names by digest only; ``-q`` prints the IDs alone (a row each, as docker's)."""
+    repository names by digest only; ``-q`` prints the IDs alone (a row each, as docker's);
+    ``--digests`` adds the DIGEST column, with a row per digest (docker's
+    ``imageFormatTaggedAndDigest``)."""
     store = _store(args)
-    rows = [("REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE")]
-    ids: list[str] = []
+    header: tuple[str, ...] = ("REPOSITORY", "TAG", "DIGEST", "IMAGE ID", "CREATED", "SIZE")
+    rows: list[tuple[str, ...]] = []
     now = time.time()
     for name, repo in sorted(store.references.all().items()):
         tagged = [(key.rsplit(":", 1)[1], Digest.parse(v)) for key, v in sorted(repo.items()) if "@" not in key]
@@ -119,19 +121,23 @@ def _cmd_images(args: argparse.Namespace) -> int:
             if args.reference and not _familiar_match(args.reference, name, tag):
                 continue
             shown = str(image_id) if args.no_trunc else image_id.short_id
+            digests = sorted(k.split("@", 1)[1] for k, v in repo.items() if "@" in k and v == str(image_id))
             if args.quiet:
-                ids.append(shown)
+                rows += [(shown,)] * (max(len(digests), 1) if args.digests else 1)
                 continue
             size = 0
             cid = store.image_chain_id(image_id)
             if cid is not None:
                 size = sum(i.size for i in store.layers.chain(cid))
-            rows.append((name, tag, shown, _created(store.images.get(image_id), now), format_bytes(size, 3)))
+            rest = (shown, _created(store.images.get(image_id), now), format_bytes(size, 3))
+            rows += [(name, tag, d, *rest) for d in ((digests or ["<none>"]) if args.digests else [""])]
     if args.quiet:
-        print("".join(f"{i}\n" for i in ids), end="")
+        print("".join(f"{r[0]}\n" for r in rows), end="")
         return 0
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for r in rows:
+    if not args.digests:
+        header, rows = header[:2] + header[3:], [r[:2] + r[3:] for r in rows]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    for r in [header, *rows]:
         print("   ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
     return 0
 
@@ -393,6 +399,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="only these (docker's reference filter: * and ? match within a path component)")
     p.add_argument("-q", "--quiet", action="store_true", help="only the image IDs")
     p.add_argument("--no-trunc", action="store_true", help="full image IDs")
+    p.add_argument("--digests", action="store_true", help="show the digests the images were pulled or pushed by")
     p.set_defaults(func=_cmd_images)
 
     p = sub.add_parser("unpack", help="write an image's root filesystem into a directory")
