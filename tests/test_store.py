@@ -538,6 +538,24 @@ def test_rmi_by_image_id_follows_docker_s_rules(tmp_path: Path) -> None:
     assert s.images.list() == [] and s.verify() == []
 
 
+def test_a_ref_argument_is_read_as_docker_reads_it(tmp_path: Path) -> None:
+    """docker's GetImage: a reference first (a bare name is :latest), then an image ID or unique
+    ID prefix; so a name that happens to be an ID prefix of another image means the named one."""
+    s = Store(tmp_path / "s")
+    ids = [s.images.put(json.dumps({"os": "linux", "n": i, "rootfs": {"type": "layers", "diff_ids": []}}).encode())
+           for i in range(2)]
+    named, other = ids
+    prefix = other.encoded[:6]
+    s.references.add_tag(parse_normalized_named(prefix), named)  # docker.io/library/<prefix>:latest
+    assert s.lookup(prefix) == (parse_normalized_named(f"{prefix}:latest"), named)
+    assert s.resolve(prefix) == named
+    assert s.lookup(other.encoded[:7]) == (None, other) and s.lookup(str(other)) == (None, other)
+    with pytest.raises(E.NoSuchImageError, match=f"^No such image: {prefix}@{other}$"):
+        s.lookup(f"{prefix}@{other}")  # a digest reference that does not exist is not read as an ID
+    with pytest.raises(E.NoSuchImageError, match="^No such image: sha256:abc$"):
+        s.lookup("sha256:abc")  # read as the name sha256, tag abc (as docker does); too short an ID prefix
+
+
 def test_default_root_follows_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from docker_distribution.store import default_root
 
