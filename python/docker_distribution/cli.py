@@ -121,16 +121,19 @@ def _cmd_images(args: argparse.Namespace) -> int:
             if args.reference and not _familiar_match(args.reference, name, tag):
                 continue
             shown = str(image_id) if args.no_trunc else image_id.short_id
-            digests = sorted(k.split("@", 1)[1] for k, v in repo.items() if "@" in k and v == str(image_id))
+            digests = [""]  # the column is dropped below unless asked for
+            if args.digests:
+                digests = sorted(k.split("@", 1)[1] for k, v in repo.items() if "@" in k and v == str(image_id))
+                digests = digests or ["<none>"]
             if args.quiet:
-                rows += [(shown,)] * (max(len(digests), 1) if args.digests else 1)
+                rows += [(shown,)] * len(digests)
                 continue
             size = 0
             cid = store.image_chain_id(image_id)
             if cid is not None:
                 size = sum(i.size for i in store.layers.chain(cid))
             rest = (shown, _created(store.images.get(image_id), now), format_bytes(size, 3))
-            rows += [(name, tag, d, *rest) for d in ((digests or ["<none>"]) if args.digests else [""])]
+            rows += [(name, tag, d, *rest) for d in digests]
     if args.quiet:
         print("".join(f"{r[0]}\n" for r in rows), end="")
         return 0

@@ -859,9 +859,10 @@ class ImageDeleteConflictError(StoreError):
     """moby's ``imageDeleteConflict``: an image asked for by ID whose references are more than one
     tag, or span repositories, is deleted only when forced (``docker rmi -f``)."""
 
-    def __init__(self, image_id: str, message: str = "image is referenced in multiple repositories") -> None:
+    def __init__(self, image_id: str) -> None:
         short = image_id.removeprefix("sha256:")[:12]
-        super().__init__(f"conflict: unable to delete {short} (must be forced) - {message}")
+        super().__init__(f"conflict: unable to delete {short} (must be forced) - "
+                         "image is referenced in multiple repositories")
 
 
 class InvalidLayoutError(StoreError):

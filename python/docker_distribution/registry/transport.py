@@ -305,11 +305,10 @@ class Transport:
                                  verify=self.verify, cert=self.cert)
             except requests.RequestException as exc:
                 raise TransportError(method, redact_url(url), describe_request_error(exc, url)) from None
-            if resp.status_code not in _REDIRECTS or "Location" not in resp.headers:
+            hop = _next_hop(resp, url, method, data)
+            if hop is None:
                 return resp
-            resp.close()
-            url = urljoin(url, resp.headers["Location"])
-            method, data = _redirected(resp.status_code, method, data)
+            url, method, data = hop
             if data is not None and not isinstance(data, bytes):
                 raise TransportError(method, redact_url(url), "redirect of a streamed request body")
             # only Accept, Accept-Encoding and Range follow a redirect (plus our own identity headers)
@@ -324,12 +323,16 @@ class Transport:
             self._rate_limit = RateLimit(limit, remaining)
 
 
-def _redirected(status: int, method: str, data: Any) -> tuple[str, Any]:
-    """The method and body a redirect is followed with (RFC 9110 §15.4, as Go and requests do):
-    a 303, or a 301/302 of a POST, becomes a body-less GET (a HEAD stays a HEAD)."""
-    if status == 303 or (status in (301, 302) and method == "POST"):
-        return ("HEAD" if method == "HEAD" else "GET"), None
-    return method, data
+def _next_hop(resp: requests.Response, url: str, method: str, data: Any) -> tuple[str, str, Any] | None:
+    """Where a redirect leads: its URL, and the method and body it is followed with (RFC 9110
+    §15.4, as Go and requests do: a 303, or a 301/302 of a POST, becomes a body-less GET, a HEAD
+    stays a HEAD); the redirect's own body is closed unread. None for any other answer."""
+    if resp.status_code not in _REDIRECTS or "Location" not in resp.headers:
+        return None
+    resp.close()
+    if resp.status_code == 303 or (resp.status_code in (301, 302) and method == "POST"):
+        method, data = ("HEAD" if method == "HEAD" else "GET"), None
+    return urljoin(url, resp.headers["Location"]), method, data
 
 
 def send_once(session: requests.Session, method: str, url: str, *, timeout: tuple[float, float] | float,
@@ -361,11 +364,10 @@ def follow_redirects(session: requests.Session, method: str, url: str, *, auth: 
     for _ in range(MAX_REDIRECTS + 1):
         resp = send_once(session, method, url, headers=headers, params=params, data=data, timeout=timeout,
                          verify=verify, cert=cert, auth=auth if urlsplit(url)[:2] == origin else None)
-        if resp.status_code not in _REDIRECTS or "Location" not in resp.headers:
+        hop = _next_hop(resp, url, method, data)
+        if hop is None:
             return resp
-        resp.close()
-        url, params = urljoin(url, resp.headers["Location"]), None
-        method, data = _redirected(resp.status_code, method, data)
+        (url, method, data), params = hop, None
     raise requests.TooManyRedirects(f"stopped after {MAX_REDIRECTS} redirects")
 
 

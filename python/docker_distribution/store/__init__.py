@@ -178,7 +178,8 @@ class Store:
             if named is None:
                 return self._remove_by_id(image_id, force=force, prune=prune, on_wait=on_wait)
             ref = named
-        image_id = self._image_of(ref)
+        else:
+            image_id = self._image_of(ref)
         out = [f"Untagged: {ref.familiar}"]
         untagged = [ref]
         self.references.delete(ref)
@@ -221,11 +222,7 @@ class Store:
         self.images.delete(image_id)
         deleted = [image_id]
         if cid is not None and self.layers.exists(cid):
-            needed: set[Digest] = set()
-            for other in self.images.list():
-                top = self.image_chain_id(other)
-                if top is not None and self.layers.exists(top):
-                    needed.update(i.chain_id for i in self.layers.chain(top))
+            needed = self._needed_layers()
             children = Counter(i.parent for i in self.layers.list() if i.parent is not None)
             for info in reversed(self.layers.chain(cid)):
                 if info.chain_id in needed or children[info.chain_id] or self.layers.references(info.chain_id):
@@ -303,11 +300,7 @@ class Store:
             if image_id not in referenced_images:
                 self.images.delete(image_id)
                 report.images.append(image_id)
-        needed_layers: set[Digest] = set()
-        for image_id in self.images.list():
-            cid = self.image_chain_id(image_id)
-            if cid is not None and self.layers.exists(cid):
-                needed_layers.update(i.chain_id for i in self.layers.chain(cid))
+        needed_layers = self._needed_layers()
         # delete top-down so that a layer is never removed under a child that is kept
         for info in sorted(self.layers.list(), key=lambda i: -len(self.layers.chain(i.chain_id))):
             if info.chain_id not in needed_layers and not self.layers.references(info.chain_id):
@@ -358,6 +351,15 @@ class Store:
             found += [here / n for n in dirnames + filenames if n.startswith(TMP_PREFIX)]
             dirnames[:] = [n for n in dirnames if not n.startswith(TMP_PREFIX)]
         return found
+
+    def _needed_layers(self) -> set[Digest]:
+        """The layers of every image's chain."""
+        needed: set[Digest] = set()
+        for image_id in self.images.list():
+            cid = self.image_chain_id(image_id)
+            if cid is not None and self.layers.exists(cid):
+                needed.update(i.chain_id for i in self.layers.chain(cid))
+        return needed
 
     def _needed_content(self) -> set[Digest]:
         """Manifests named by digest references, and what their indexes and manifests point to."""
@@ -456,4 +458,3 @@ def _single_reference(refs: list[Reference]) -> bool:
 
 
 __all__ += ["Layer", "ObjectNotFoundError", "PruneReport"]
-
