@@ -556,6 +556,50 @@ def test_a_ref_argument_is_read_as_docker_reads_it(tmp_path: Path) -> None:
         s.lookup("sha256:abc")  # read as the name sha256, tag abc (as docker does); too short an ID prefix
 
 
+def test_a_layer_published_while_another_repair_has_moved_the_damaged_copy_aside(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The interleaving that failed one CI run of the racing-repairs test: a writer's rename into
+    place fails because a damaged copy is there; before it looks again, another process's repair
+    has moved that copy aside (and holds the repair lock while it puts its own in). The writer
+    must wait for that repair, not report ``could not publish layer``."""
+    import errno
+    import shutil
+
+    from docker_distribution.fsutil import file_lock
+
+    s = Store(tmp_path / "s")
+    data = tgz({"f": b"data"})
+    with s.layers.register(io.BytesIO(data), None) as lay:
+        cid = lay.chain_id
+    final = s.layers.layer_dir(cid)
+    shutil.copytree(final, tmp_path / "verified")
+    (final / "meta.json").write_text("{}")  # damaged
+    moved = threading.Event()
+
+    def other_repair() -> None:
+        with file_lock(s.layers.root / "tmp" / f"repair-{cid.encoded}.lock"):
+            os.rename(final, tmp_path / "aside")
+            moved.set()
+            time.sleep(0.3)
+            shutil.copytree(tmp_path / "verified", final)
+
+    repairer = threading.Thread(target=other_repair)
+    real_rename = os.rename
+
+    def rename(src: object, dst: object) -> None:
+        if Path(str(dst)) == final and not moved.is_set():
+            repairer.start()
+            moved.wait()
+            raise OSError(errno.ENOTEMPTY, "Directory not empty")  # what the damaged copy made it
+        real_rename(src, dst)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "rename", rename)
+    with s.layers.register(io.BytesIO(data), None) as again:
+        assert again.chain_id == cid
+    repairer.join()
+    assert s.layers.info(cid).chain_id == cid and (s.layers.layer_dir(cid) / "diff" / "f").read_bytes() == b"data"
+
+
 def test_default_root_follows_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from docker_distribution.store import default_root
 

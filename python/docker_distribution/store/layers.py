@@ -306,11 +306,12 @@ class LayerStore:
         try:
             os.rename(pending.tmp, final)
             fsync_dir(final.parent)
-        except OSError:
-            if not self.exists(cid):
+        except OSError:  # a copy is in place, damaged, or being repaired: settled under the repair lock
+            try:
+                self._settle(cid, pending.tmp)
+            except StoreError:
                 pending._cleanup()
-                raise StoreError(f"could not publish layer {cid}") from None
-            self._settle(cid, pending.tmp)
+                raise
         pending._unlock()
         return self.get(cid)
 
@@ -342,25 +343,28 @@ class LayerStore:
         self._discard(d)
 
     def _settle(self, cid: Digest, staged: Path) -> None:
-        """Another copy of ``cid`` is in place: keep it and drop ``staged``, unless its record is
-        damaged, in which case ``staged`` (verified) takes its place. Repairs take turns on a
-        lock, so one never moves aside the copy another has just put in."""
+        """``staged`` could not be renamed into place: keep the copy of ``cid`` that is there and
+        drop ``staged``, unless that copy's record is damaged or gone (another repair has just
+        moved it aside), in which case ``staged`` (verified) takes its place. Repairs take turns
+        on a lock, so one never moves aside the copy another has just put in, and the record is
+        looked at again under it."""
         final = self.layer_dir(cid)
-        with contextlib.suppress(CorruptStoreError):
+        with contextlib.suppress(CorruptStoreError, ObjectNotFoundError):
             self.info(cid)  # the usual case: another writer registered it first
             shutil.rmtree(staged, ignore_errors=True)
             return
         with file_lock(self.root / "tmp" / f"repair-{cid.encoded}.lock"):
             try:
                 self.info(cid)  # again: another repair may have come first
-            except CorruptStoreError:
+            except (CorruptStoreError, ObjectNotFoundError):
                 self._discard(final)
                 try:
                     os.rename(staged, final)
                     fsync_dir(final.parent)
                     return
                 except OSError:  # a first-time writer's copy went in meanwhile: it is kept
-                    self.info(cid)
+                    if not self.exists(cid):
+                        raise StoreError(f"could not publish layer {cid}") from None
         shutil.rmtree(staged, ignore_errors=True)
 
     def _discard(self, d: Path) -> None:
