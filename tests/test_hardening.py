@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import gzip
 import io
 import json
@@ -401,3 +402,56 @@ def test_pulls_racing_to_repair_a_damaged_layer_all_succeed(pulled_root: Path, t
     assert store.verify() == [] and store.leftovers() == []
     store.unpack(store.resolve(dd.parse_normalized_named(three_images[0])), tmp_path / "rootfs")
     assert (tmp_path / "rootfs" / "data").stat().st_size == 2 << 20
+
+
+# --- a full disk -----------------------------------------------------------------------------------
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 24 MiB tmpfs (root only: CI runs as root)."""
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mnt)], check=True)
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=True)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small filesystem needs root")
+def test_a_full_disk_fails_the_pull_at_once_shows_nothing_and_the_pull_resumes_once_there_is_room(
+        small_disk: Path, registry: Registry, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """ENOSPC is moby's one store error that is never retried: the first layer to meet it ends the
+    pull with the OSError itself, naming the file; no layer, image or tag shows; what did arrive
+    stays as resumable ingests, so the pull, run again once there is room, continues from it."""
+    layers = []
+    for i in range(3):
+        d = tmp_path / f"big{i}"
+        d.mkdir()
+        for j in range(3):
+            (d / f"f{j}").write_bytes(os.urandom(4 << 20))  # incompressible: 12 MiB a layer
+        layers.append(d)
+    layout = tmp_path / "layout"
+    write_layout(layout, "v1", [image_manifest(layout, layers)], as_index=False)
+    ref = dd.parse_normalized_named(f"{registry.host}/harden/full-disk:v1")
+    skopeo_push(layout, "v1", str(ref))
+    root = small_disk / "root"
+    caplog.set_level(logging.INFO)
+    with pytest.raises(OSError) as info:
+        pull_image(ref, Store(root), config=ANON)
+    assert info.value.errno == errno.ENOSPC
+    assert str(root) in str(info.value)  # which disk is full
+    texts = [r.getMessage() for r in caplog.records]
+    assert not [t for t in texts if "retrying" in t], texts
+    store = Store(root)
+    assert store.images.list() == [] and store.verify() == []
+    assert not list(store.layers.root.glob("sha256/*"))
+    assert [s for s in store.content.list_statuses() if s.offset]  # what arrived, kept
+    caplog.clear()
+    subprocess.run(["mount", "-o", "remount,size=200m", str(small_disk)], check=True)
+    image_id = pull_image(ref, store, config=ANON)
+    assert any("attempting to resume download" in r.getMessage() for r in caplog.records)
+    assert store.resolve(ref) == image_id and store.verify() == [] and store.leftovers() == []
+    store.unpack(image_id, tmp_path / "rootfs")
+    for j in range(3):  # the top layer's files, over the same names below
+        assert (tmp_path / "rootfs" / f"f{j}").read_bytes() == (layers[-1] / f"f{j}").read_bytes()

@@ -312,6 +312,20 @@ def test_applier_fed_in_chunks_verifies_at_the_end(tmp_path: Path) -> None:
     assert not any(p.name.endswith(".partial") for p in tmp_path.iterdir())
 
 
+def test_an_applier_that_failed_keeps_saying_why(tmp_path: Path) -> None:
+    """After the worker stops on an error, every later feed and finish raise that error (not a
+    bare "context canceled" that a caller would take for its own cancel)."""
+    ap = LayerApplier(tmp_path / "diff", mode="diff", split=tmp_path / "split")
+    with pytest.raises(E.CorruptLayerError) as first:
+        for _ in range(64):  # not gzip: the worker stops at once; the pipe's depth bounds the feeds
+            ap.feed(b"not a layer " * 10_000)
+    for call in (lambda: ap.feed(b"more"), ap.finish):
+        with pytest.raises(E.CorruptLayerError) as again:
+            call()
+        assert str(again.value) == str(first.value)
+    assert os.listdir(tmp_path) == []
+
+
 def test_aborting_an_applier_removes_its_staging(tmp_path: Path) -> None:
     data = gzip.compress(make_tar([("f", "file", os.urandom(1 << 20))]))
     ap = LayerApplier(tmp_path / "diff", mode="diff", split=tmp_path / "split")

@@ -170,12 +170,22 @@ class LayerApplier:
     ) -> None:
         self._inner = _native.LayerApplier(os.fspath(target), **_apply_options(mode, split, digest, size, limits))
         self._done = False
+        #: what stopped the worker: every later call raises it again (not a bare "cancelled")
+        self._error: BaseException | None = None
 
     def feed(self, data: bytes) -> None:
-        self._inner.feed(data)
+        if self._error is not None:
+            raise self._error
+        try:
+            self._inner.feed(data)
+        except Exception as exc:
+            self._error = exc
+            raise
 
     def finish(self) -> AppliedLayer:
         self._done = True
+        if self._error is not None:
+            raise self._error
         return AppliedLayer._from(self._inner.finish())
 
     def abort(self) -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,7 +76,7 @@ from .store.images import ImageStore, rootfs_diff_ids
 from .store.layers import MAX_LAYER_DEPTH, PendingLayer, chain_of
 from .store.references import ReferenceStore
 from .xfer.download import LayerDownloadManager
-from .xfer.transfer import TransferContext
+from .xfer.transfer import TransferContext, drop_prefix
 
 __all__ = ["ImagePullConfig", "NoMatchesError", "pull", "pull_image"]
 
@@ -648,13 +648,13 @@ class _LayerDescriptor:
                     if resp.status_code != 206:
                         return False
                     parse_content_range(resp.headers.get("Content-Range"), have, end)
-                    for chunk in resp.raw.stream(_CHUNK, decode_content=False):
+                    for chunk in _received(resp, self.desc.digest):
                         if stop.is_set():
                             return False
-                        w.write(chunk[: end - start - w.offset])
+                        w.write(chunk[: end - start - w.offset])  # a disk error here ends the pull
                         if start + w.offset >= end:
                             break
-            except Exception as exc:  # a broken stream (urllib3's errors included): resume the part
+            except DistributionError as exc:  # refused, or a broken stream: resume the part
                 log.info("range %d-%d of %s: %s", start, end, self.desc.digest, exc)
             finally:
                 w.flush()  # the feeding thread reads the part from its file
@@ -673,29 +673,38 @@ class _LayerDescriptor:
                     parse_content_range(resp.headers.get("Content-Range"), offset, end)
                 else:
                     skip = offset  # the server ignored Range: drop what we already have
-            try:
-                for chunk in resp.raw.stream(_CHUNK, decode_content=False):
-                    ctx.check()
-                    if skip:
-                        if len(chunk) <= skip:
-                            skip -= len(chunk)
-                            continue
-                        chunk = chunk[skip:]
-                        skip = 0
-                    if end is not None:
-                        chunk = chunk[: end - pending.fed]  # a server ignoring the range sends on
-                    _feed(chunk, pending, progress, ingest)
-                    if end is not None and pending.fed >= end:
-                        break
-                offset = pending.fed
-            except Exception as exc:
-                if isinstance(exc, DistributionError):
-                    raise
-                raise TransportError("GET", str(self.desc.digest), type(exc).__name__) from exc
+            for chunk in _received(resp, self.desc.digest):
+                ctx.check()
+                if skip:
+                    chunk, skip = drop_prefix(chunk, skip)
+                    if not chunk:
+                        continue
+                if end is not None:
+                    chunk = chunk[: end - pending.fed]  # a server ignoring the range sends on
+                _feed(chunk, pending, progress, ingest)
+                if end is not None and pending.fed >= end:
+                    break
+            offset = pending.fed
             limit = end or self.desc.size
             if limit and offset < limit:
                 raise TransportError("GET", str(self.desc.digest), "unexpected EOF")
         progress.finish()
+
+
+def _received(resp: Any, digest: Digest) -> Iterator[bytes]:
+    """A blob response's raw chunks. A failed read is a :class:`TransportError` (the caller resumes
+    with Range); an error while the caller handles a chunk (a full disk, a bad layer) stays what it is."""
+    chunks = resp.raw.stream(_CHUNK, decode_content=False)
+    while True:
+        try:
+            chunk = next(chunks)
+        except StopIteration:
+            return
+        except DistributionError:
+            raise
+        except Exception as exc:  # urllib3's and the socket's errors
+            raise TransportError("GET", str(digest), type(exc).__name__) from exc
+        yield chunk
 
 
 def _feed(chunk: bytes, pending: PendingLayer, progress: ProgressReader, ingest: ContentWriter | None) -> None:

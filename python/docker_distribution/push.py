@@ -64,7 +64,7 @@ from .store.adapters import PushLayer, PushLayerProvider, new_layer_providers_fr
 from .store.images import ImageStore, rootfs_diff_ids
 from .store.layers import chain_of
 from .store.references import ReferenceStore
-from .xfer.transfer import TransferContext
+from .xfer.transfer import TransferContext, drop_prefix
 from .xfer.upload import LayerUploadManager
 
 __all__ = ["ImagePushConfig", "get_repository_mount_candidates", "push", "push_image"]
@@ -561,11 +561,9 @@ class _PushDescriptor:
             ctx.check()
             progress.add(producer.tar_bytes - progress.current)
             if skip:
-                if len(chunk) <= skip:
-                    skip -= len(chunk)
+                chunk, skip = drop_prefix(chunk, skip)
+                if not chunk:
                     continue
-                chunk = chunk[skip:]
-                skip = 0
             yield chunk
         progress.finish()
 

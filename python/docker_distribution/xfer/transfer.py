@@ -8,6 +8,8 @@
 * Every watcher sees the transfer's progress (the latest item when it attaches late).
   Releasing the last watcher of a running transfer cancels it; ``released`` is set once the
   transfer is done and every watcher has let go.
+* ``drop_prefix(chunk, skip)``: a resumed transfer's stream that starts over (a server ignoring
+  ``Range``, a layer compressed again) drops the bytes already moved.
 """
 
 from __future__ import annotations
@@ -159,6 +161,13 @@ def release_all(watchers: Iterable[Watcher]) -> None:
     for w in watchers:
         if w.transfer.cancelled.is_set():
             w.transfer.done.wait(max(0.0, deadline - time.monotonic()))
+
+
+def drop_prefix(chunk: bytes, skip: int) -> tuple[bytes, int]:
+    """Drop up to ``skip`` leading bytes of ``chunk``: what is left of it, and what is left to drop."""
+    if len(chunk) <= skip:
+        return b"", skip - len(chunk)
+    return chunk[skip:], 0
 
 
 def should_retry(ctx: TransferContext, exc: BaseException, attempt: int, max_attempts: int) -> bool:

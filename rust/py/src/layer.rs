@@ -74,12 +74,10 @@ fn threads(t: Option<usize>) -> usize {
 #[pyo3(signature = (path, target, /, *, mode, split = None, digest = None, size = None, max_bytes = None, max_entries = None))]
 #[allow(clippy::too_many_arguments)]
 fn apply_layer_file(py: Python<'_>, path: PathBuf, target: PathBuf, mode: &str, split: Option<PathBuf>, digest: Option<&str>,
-                    size: Option<u64>, max_bytes: Option<u64>, max_entries: Option<u64>) -> NativeResult<AppliedTuple> {
+                    size: Option<u64>, max_bytes: Option<u64>, max_entries: Option<u64>) -> PyResult<AppliedTuple> {
     let opts = options(mode, split, digest, size, max_bytes, max_entries)?;
-    py.detach(|| {
-        let f = File::open(&path)?;
-        Ok(applied(apply_layer(f, &target, &opts)?))
-    })
+    let f = py.detach(|| File::open(&path)).map_err(|e| NativeError::from(e).at(&path))?;
+    py.detach(|| apply_layer(f, &target, &opts)).map(applied).map_err(|e| NativeError(e).at(&target))
 }
 
 /// A layer applied from bytes Python feeds in (an HTTP body, chunk by chunk).
@@ -87,6 +85,8 @@ fn apply_layer_file(py: Python<'_>, path: PathBuf, target: PathBuf, mode: &str, 
 struct LayerApplier {
     tx: Mutex<Option<PipeWriter>>,
     worker: Worker<Applied>,
+    /// named in an I/O error of the worker (a full disk, say)
+    target: PathBuf,
 }
 
 #[pymethods]
@@ -98,31 +98,32 @@ impl LayerApplier {
            max_bytes: Option<u64>, max_entries: Option<u64>) -> NativeResult<Self> {
         let opts = options(mode, split, digest, size, max_bytes, max_entries)?;
         let (tx, rx) = pipe(DEPTH);
+        let dir = target.clone();
         let worker = std::thread::Builder::new()
             .name("dd-layer-apply".into())
-            .spawn(move || apply_layer(rx, &target, &opts))
+            .spawn(move || apply_layer(rx, &dir, &opts))
             .map_err(|e| NativeError(Error::Io(e)))?;
-        Ok(LayerApplier { tx: Mutex::new(Some(tx)), worker: Mutex::new(Some(worker)) })
+        Ok(LayerApplier { tx: Mutex::new(Some(tx)), worker: Mutex::new(Some(worker)), target })
     }
 
     /// Hand over the next bytes of the (compressed) layer. Raises once the applier has failed.
     #[pyo3(signature = (data, /))]
-    fn feed(&self, py: Python<'_>, data: &[u8]) -> NativeResult<()> {
+    fn feed(&self, py: Python<'_>, data: &[u8]) -> PyResult<()> {
         let guard = self.tx.lock().expect("applier lock");
-        let Some(tx) = guard.as_ref() else { return Err(NativeError(Error::Cancelled)) };
+        let Some(tx) = guard.as_ref() else { return Err(NativeError(Error::Cancelled).into()) };
         // the copy too is made without the GIL (the caller's bytes object is immutable and alive)
         match py.detach(|| tx.send(data.to_vec())) {
             Ok(()) => Ok(()),
             Err(_) => {
                 drop(guard);
                 // the worker stopped: surface its error
-                Err(self.join(py).err().unwrap_or(NativeError(Error::Cancelled)))
+                Err(self.join(py).err().unwrap_or_else(|| NativeError(Error::Cancelled).into()))
             }
         }
     }
 
     /// End of input: wait for the layer to be verified and written; returns its digests.
-    fn finish(&self, py: Python<'_>) -> NativeResult<AppliedTuple> {
+    fn finish(&self, py: Python<'_>) -> PyResult<AppliedTuple> {
         if let Some(tx) = self.tx.lock().expect("applier lock").take() {
             tx.close();
         }
@@ -150,8 +151,8 @@ fn join_worker<T: Send>(worker: &Worker<T>, py: Python<'_>) -> NativeResult<T> {
 }
 
 impl LayerApplier {
-    fn join(&self, py: Python<'_>) -> NativeResult<Applied> {
-        join_worker(&self.worker, py)
+    fn join(&self, py: Python<'_>) -> PyResult<Applied> {
+        join_worker(&self.worker, py).map_err(|e| e.at(&self.target))
     }
 }
 
