@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -204,3 +205,104 @@ def test_load_of_a_hostile_layout_is_a_typed_error_and_loads_nothing(tmp_path: P
     assert store.images.list() == [] and store.layers.list() == [] and store.references.all() == {}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "store"] and not Path("/tmp/escaped-abs").exists()
     assert sorted(p.name for p in (tmp_path / "in").iterdir()) == [source.name]
+
+
+# --- docker's own archive format (manifest.json) ---------------------------------------------------
+
+#: made here with Debian's dockerd 20.10.24: ``docker import`` of a small tree (a symlink and a
+#: hardlink in it), ``docker build`` of two COPY layers on it, ``docker save`` of both tags; docker
+#: before 25.0 writes only this format (``<id>/layer.tar``, a shared layer as a symlink, no index.json)
+DOCKER_ARCHIVE = Path(__file__).parent / "corpus" / "docker-20.10-save.tar"
+DOCKER_APP = "sha256:1d5b5e2e5ef7c1074015e6448dd85ee254c947a16e89413fce024849e4756855"
+DOCKER_BASE = "sha256:350629720e5953aa32dae16566d675955096a2c809ac0a9c720d46fb1ec44d74"
+DOCKER_BASE_DIFF_ID = "sha256:30fdf7c8f2766a97313db11fd7a9968599f62ac5bbe5c6d651d8b4de01e17a6b"
+
+
+def test_load_of_a_docker_save_archive_gives_dockers_image_ids(tmp_path: Path) -> None:
+    store = Store(tmp_path / "store")
+    loaded = store.load(DOCKER_ARCHIVE)
+    assert [(str(i), r.familiar if r else None) for i, r in loaded] == [
+        (DOCKER_APP, "127.0.0.1:5000/fixture/app:v1"), (DOCKER_BASE, "dd-fixture/base:1")]
+    assert str(store.resolve(dd.parse_normalized_named("dd-fixture/base:1"))) == DOCKER_BASE
+    assert len(store.layers.list()) == 3  # the base layer, saved twice (once as a symlink), stored once
+    store.unpack(dd.Digest.parse(DOCKER_APP), tmp_path / "rootfs")
+    t = tree(tmp_path / "rootfs")
+    assert t["usr/bin/alias"] == ("link", "tool") and t["usr/bin/hard"] == t["usr/bin/tool"]
+    assert (tmp_path / "rootfs" / "a.txt").read_text() == "layer two\n"
+    assert (tmp_path / "rootfs" / "etc" / "b" / "c").read_text() == "three\n"
+    assert os.stat(tmp_path / "rootfs" / "usr/bin/hard").st_ino == os.stat(tmp_path / "rootfs" / "usr/bin/tool").st_ino
+    assert store.load(DOCKER_ARCHIVE) == loaded and store.verify() == []  # again: nothing new
+
+
+def test_save_writes_dockers_manifest_json_too(tmp_path: Path) -> None:
+    """docker load reads manifest.json (docker before 25.0 reads nothing else): ours names the same
+    blobs as index.json, and a load through it alone gives the same image and tags."""
+    store = Store(tmp_path / "root")
+    ref, image_id = _image(store, tmp_path, "example.com/team/app:1.0")
+    store.tag(str(image_id), dd.parse_normalized_named("busybox:also"))
+    out = tmp_path / "out"
+    store.save([ref, "busybox:also", image_id.encoded[:12]], out)
+    [item] = json.loads((out / "manifest.json").read_text())
+    assert item["RepoTags"] == ["example.com/team/app:1.0", "busybox:also"]  # familiar, once per image
+    assert item["Config"] == f"blobs/sha256/{image_id.encoded}"
+    [m] = {json.dumps(d, sort_keys=True) for d in json.loads((out / "index.json").read_text())["manifests"]
+           for d in [{"digest": d["digest"]}]}
+    manifest = json.loads((out / "blobs" / "sha256" / json.loads(m)["digest"].split(":")[1]).read_text())
+    assert item["Layers"] == [f"blobs/sha256/{layer['digest'].split(':')[1]}" for layer in manifest["layers"]]
+    (out / "index.json").unlink()
+    other = Store(tmp_path / "other")
+    assert [(i, r.familiar if r else None) for i, r in other.load(out)] == [
+        (image_id, "example.com/team/app:1.0"), (image_id, "busybox:also")]
+    other.unpack(image_id, tmp_path / "a")
+    store.unpack(image_id, tmp_path / "b")
+    assert tree(tmp_path / "a") == tree(tmp_path / "b")
+
+
+def _docker_archive(tmp_path: Path, case: str) -> Path:
+    """The corpus archive, unpacked and bent."""
+    import tarfile
+    d = tmp_path / "in" / "archive"
+    d.mkdir(parents=True)
+    with tarfile.open(DOCKER_ARCHIVE) as t:
+        t.extractall(d, filter="data")
+    items = json.loads((d / "manifest.json").read_text())
+    app = items[0]
+    if case == "config-outside":
+        app["Config"] = "../../../../../../etc/hostname"
+    elif case == "layer-symlink-outside":
+        (d / "evil").symlink_to("/etc/hostname")
+        app["Layers"][1] = "evil"
+    elif case == "layer-missing":
+        app["Layers"][1] = "nope/layer.tar"
+    elif case == "layer-count":
+        app["Layers"] = app["Layers"][:2]
+    elif case == "layers-swapped":  # each a real layer, neither the one the config names
+        app["Layers"][1], app["Layers"][2] = app["Layers"][2], app["Layers"][1]
+    elif case == "tag-by-digest":
+        app["RepoTags"] = ["example.com/x@sha256:" + "a" * 64]
+    elif case == "not-a-list":
+        items = {"Config": app["Config"]}
+    elif case == "entry-of-wrong-types":
+        app["Layers"] = "a/layer.tar"
+    elif case == "config-not-json":
+        (d / app["Config"]).write_bytes(b"\x80{")
+    (d / "manifest.json").write_text(json.dumps(items))
+    return d
+
+
+@pytest.mark.parametrize("case", ["config-outside", "layer-symlink-outside", "layer-missing", "layer-count",
+                                  "layers-swapped", "tag-by-digest", "not-a-list", "entry-of-wrong-types",
+                                  "config-not-json"])
+def test_load_of_a_bent_docker_archive_is_a_typed_error_and_tags_nothing(tmp_path: Path, case: str) -> None:
+    source = _docker_archive(tmp_path, case)
+    store = Store(tmp_path / "store")
+    with pytest.raises(E.InvalidLayoutError) as info:
+        store.load(source)
+    expected = {"layer-count": "^invalid manifest, layers length mismatch: expected 2, got 3$",
+                "layers-swapped": '^invalid diffID for layer 1: expected "sha256:',
+                "tag-by-digest": '^invalid tag "example.com/x@sha256:'}.get(case)
+    if expected:
+        assert re.search(expected, str(info.value)), str(info.value)
+    assert store.references.all() == {} and store.images.list() == []
+    # at most the bottom layer, the config's own, stays (as after a failed pull); never a wrong one
+    assert {str(i.diff_id) for i in store.layers.list()} <= {DOCKER_BASE_DIFF_ID}

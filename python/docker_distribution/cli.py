@@ -388,12 +388,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("dst", metavar="DST")
     p.set_defaults(func=_cmd_tag)
 
-    p = sub.add_parser("save", help="write images to an OCI layout (a directory, or a .tar)")
+    p = sub.add_parser("save", help="write images to an OCI layout with docker's manifest.json (a directory, or a .tar)")
     p.add_argument("refs", nargs="+", metavar="REF")
     p.add_argument("-o", "--output", required=True, metavar="PATH")
     p.set_defaults(func=_cmd_save)
 
-    p = sub.add_parser("load", help="load images from an OCI layout (a directory, or a .tar)")
+    p = sub.add_parser("load", help="load images from an OCI layout or a docker save archive (a directory, or a .tar)")
     p.add_argument("-i", "--input", required=True, metavar="PATH")
     p.set_defaults(func=_cmd_load)
 

@@ -261,15 +261,16 @@ class Store:
         return image_id
 
     def save(self, refs: Sequence[Reference | str], path: os.PathLike[str] | str) -> None:
-        """Write images to an OCI layout directory or ``.tar`` (see :mod:`.layout`); a string is
-        read as :meth:`lookup` reads it, and an image given by ID is saved without a name."""
+        """Write images to an OCI layout directory or ``.tar``, with docker's ``manifest.json``
+        (see :mod:`.layout`); a string is read as :meth:`lookup` reads it, and an image given by
+        ID is saved without a name."""
         from .layout import save
 
         with self.lease():
             save(self, refs, path)
 
     def load(self, path: os.PathLike[str] | str) -> list[tuple[Digest, Reference | None]]:
-        """Load an OCI layout directory or ``.tar``; every blob is verified."""
+        """Load an OCI layout or a ``docker save`` archive, a directory or ``.tar`` (see :mod:`.layout`)."""
         from .layout import load
 
         with self.lease():
