@@ -118,6 +118,36 @@ def test_save_and_load_cli(tmp_path: Path) -> None:
     assert save_load("busybox:cli", "hub") == "Loaded image: busybox:cli\n"  # familiar, as docker prints it
 
 
+def test_save_to_stdout_and_load_from_stdin_as_docker_does(tmp_path: Path) -> None:
+    """``save`` without -o streams a tar to stdout (refusing a terminal, in docker's words);
+    ``load`` without -i reads one from stdin, compressed or not."""
+    import gzip
+    import pty
+
+    root = tmp_path / "root"
+    ref, image_id = _image(Store(root), tmp_path, "example.com/pipe/app:1")
+    exe = str(Path(sys.executable).parent / "docker-distribution")
+    saved = subprocess.run([exe, "--root", str(root), "save", str(ref)], capture_output=True, check=True).stdout
+    for name, data in [("plain", saved), ("gzip", gzip.compress(saved)), ("docker", DOCKER_ARCHIVE.read_bytes())]:
+        out = subprocess.run([exe, "--root", str(tmp_path / name), "load"], input=data, capture_output=True,
+                             check=True).stdout.decode()
+        assert out == {"docker": "Loaded image: 127.0.0.1:5000/fixture/app:v1\nLoaded image: dd-fixture/base:1\n"
+                       }.get(name, "Loaded image: example.com/pipe/app:1\n")
+    assert Store(tmp_path / "gzip").references.get(ref) == image_id
+    leader, follower = pty.openpty()
+    with subprocess.Popen([exe, "--root", str(root), "save", str(ref)], stdout=follower, stderr=subprocess.PIPE) as p:
+        os.close(follower)
+        err = p.stderr.read().decode() if p.stderr else ""
+    os.close(leader)
+    assert p.returncode == 1
+    assert err == "Error: cowardly refusing to save to a terminal. Use the -o flag or redirect\n"
+    leader, follower = pty.openpty()
+    r = subprocess.run([exe, "--root", str(root), "load"], stdin=follower, capture_output=True, text=True)
+    os.close(follower)
+    os.close(leader)
+    assert (r.returncode, r.stderr) == (1, "Error: requested load from stdin, but stdin is empty\n")
+
+
 def test_a_save_to_tar_that_fails_midway_leaves_no_partial_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import tarfile
 

@@ -94,13 +94,20 @@ def _cmd_tag(args: argparse.Namespace) -> int:
 
 
 def _cmd_save(args: argparse.Namespace) -> int:
+    """docker save: to ``-o PATH``, else a tar to stdout (never to a terminal)."""
+    if args.output is None and sys.stdout.isatty():
+        raise InvalidOptionError("cowardly refusing to save to a terminal. Use the -o flag or redirect")
     store = _store(args)
-    store.save(list(args.refs), args.output)  # references, image IDs or unique ID prefixes, as docker save
+    # references, image IDs or unique ID prefixes, as docker save
+    store.save(list(args.refs), args.output if args.output is not None else sys.stdout.buffer)
     return 0
 
 
 def _cmd_load(args: argparse.Namespace) -> int:
-    for image_id, ref in _store(args).load(args.input):
+    """docker load: from ``-i PATH``, else an archive on stdin (plain or compressed)."""
+    if args.input is None and sys.stdin.isatty():
+        raise InvalidOptionError("requested load from stdin, but stdin is empty")
+    for image_id, ref in _store(args).load(args.input if args.input is not None else sys.stdin.buffer):
         print(f"Loaded image: {ref.familiar}" if ref is not None else f"Loaded image ID: {image_id}")
     return 0
 
@@ -390,11 +397,11 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("save", help="write images to an OCI layout with docker's manifest.json (a directory, or a .tar)")
     p.add_argument("refs", nargs="+", metavar="REF")
-    p.add_argument("-o", "--output", required=True, metavar="PATH")
+    p.add_argument("-o", "--output", metavar="PATH", help="a directory, or a .tar (default: a tar to stdout)")
     p.set_defaults(func=_cmd_save)
 
     p = sub.add_parser("load", help="load images from an OCI layout or a docker save archive (a directory, or a .tar)")
-    p.add_argument("-i", "--input", required=True, metavar="PATH")
+    p.add_argument("-i", "--input", metavar="PATH", help="a directory or an archive (default: an archive on stdin)")
     p.set_defaults(func=_cmd_load)
 
     p = sub.add_parser("images", help="list images in the local store")

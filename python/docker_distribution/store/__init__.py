@@ -32,7 +32,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import BinaryIO, TypeVar
 
 from ..digest import Digest
 from ..errors import (
@@ -260,17 +260,18 @@ class Store:
                 self.references.add_tag(ref, image_id, force=True)
         return image_id
 
-    def save(self, refs: Sequence[Reference | str], path: os.PathLike[str] | str) -> None:
+    def save(self, refs: Sequence[Reference | str], path: os.PathLike[str] | str | BinaryIO) -> None:
         """Write images to an OCI layout directory or ``.tar``, with docker's ``manifest.json``
-        (see :mod:`.layout`); a string is read as :meth:`lookup` reads it, and an image given by
-        ID is saved without a name."""
+        (see :mod:`.layout`), or a ``.tar`` streamed into a binary file object; a string is read
+        as :meth:`lookup` reads it, and an image given by ID is saved without a name."""
         from .layout import save
 
         with self.lease():
             save(self, refs, path)
 
-    def load(self, path: os.PathLike[str] | str) -> list[tuple[Digest, Reference | None]]:
-        """Load an OCI layout or a ``docker save`` archive, a directory or ``.tar`` (see :mod:`.layout`)."""
+    def load(self, path: os.PathLike[str] | str | BinaryIO) -> list[tuple[Digest, Reference | None]]:
+        """Load an OCI layout or a ``docker save`` archive: a directory, a ``.tar``, or a binary
+        file object streaming one (see :mod:`.layout`)."""
         from .layout import load
 
         with self.lease():

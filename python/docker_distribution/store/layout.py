@@ -22,9 +22,9 @@ import json
 import os
 import tarfile
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from ..descriptor import Descriptor
 from ..digest import Digest
@@ -54,20 +54,31 @@ _MAX_CONFIG = 16 << 20
 CONTAINERD_NAME = "io.containerd.image.name"
 
 
-def save(store: Any, refs: Sequence[Reference | str], path: os.PathLike[str] | str) -> None:
-    """Write the images ``refs`` name into an OCI layout at ``path`` (a ``.tar`` file if it ends so).
+def save(store: Any, refs: Sequence[Reference | str], path: os.PathLike[str] | str | BinaryIO) -> None:
+    """Write the images ``refs`` name into an OCI layout at ``path`` (a ``.tar`` file if it ends so;
+    a writable binary file object gets the ``.tar`` streamed into it, as ``docker save`` to stdout).
     A string is read as ``Store.lookup`` reads it; an image given by ID gets no name in the index."""
+    if not isinstance(path, (str, os.PathLike)):
+        with tempfile.TemporaryDirectory(dir=store.root) as tmp:
+            _save_dir(store, refs, Path(tmp) / "layout")
+            with tarfile.open(fileobj=path, mode="w|") as t:
+                _add_tree(t, Path(tmp) / "layout")
+        return
     target = Path(path)
     if target.suffix == ".tar":
         with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
             _save_dir(store, refs, Path(tmp) / "layout")
             # written beside the target and renamed: a failed or killed save leaves no partial .tar
             with tarfile.open(Path(tmp) / "layout.tar", "w") as t:
-                for p in sorted((Path(tmp) / "layout").rglob("*")):
-                    t.add(p, arcname=str(p.relative_to(Path(tmp) / "layout")), recursive=False)
+                _add_tree(t, Path(tmp) / "layout")
             os.replace(Path(tmp) / "layout.tar", target)
         return
     _save_dir(store, refs, target)
+
+
+def _add_tree(t: tarfile.TarFile, root: Path) -> None:
+    for p in sorted(root.rglob("*")):
+        t.add(p, arcname=str(p.relative_to(root)), recursive=False)
 
 
 def _blob(layout: Path, data: bytes) -> Descriptor:
@@ -129,9 +140,11 @@ def _blob_name(d: Digest) -> str:
     return f"blobs/{d.algorithm}/{d.encoded}"
 
 
-def load(store: Any, path: os.PathLike[str] | str) -> list[tuple[Digest, Reference | None]]:
-    """Load an OCI layout or, without ``index.json``, a ``docker save`` archive (a directory or
-    ``.tar``); returns (image ID, reference or None) per image (per tag, for a docker archive).
+def load(store: Any, path: os.PathLike[str] | str | BinaryIO) -> list[tuple[Digest, Reference | None]]:
+    """Load an OCI layout or, without ``index.json``, a ``docker save`` archive (a directory, a
+    ``.tar``, or a readable binary file object streaming one, as ``docker load`` from stdin; a
+    gzip, bzip2 or xz compressed archive too); returns (image ID, reference or None) per image
+    (per tag, for a docker archive).
 
     A layout that cannot be read (not a tar, an archive member that would land outside the
     directory or is a device, bad JSON, a missing blob or file, a layer whose diffID is not the
@@ -139,16 +152,23 @@ def load(store: Any, path: os.PathLike[str] | str) -> list[tuple[Digest, Referen
     whose bytes do not match its digest raises :class:`~docker_distribution.errors.DigestMismatchError`.
     Nothing is tagged unless its image loaded whole.
     """
-    source = Path(path)
-    if source.is_file():
-        with tempfile.TemporaryDirectory(dir=store.root) as tmp:
-            try:
-                with tarfile.open(source) as t:
-                    t.extractall(tmp, filter="data")  # refuses traversal, absolute paths, links out, devices
-            except (tarfile.TarError, OSError) as exc:
-                raise InvalidLayoutError(f"{source}: cannot unpack the layout archive: {exc}") from None
-            return _load_dir(store, Path(tmp), source)
-    return _load_dir(store, source, source)
+    if isinstance(path, (str, os.PathLike)):
+        source = Path(path)
+        if not source.is_file():
+            return _load_dir(store, source, source)
+        return _load_archive(store, lambda: tarfile.open(source), source)
+    stream = path
+    return _load_archive(store, lambda: tarfile.open(fileobj=stream, mode="r|*"), Path("<stream>"))
+
+
+def _load_archive(store: Any, opener: Callable[[], tarfile.TarFile], source: Path) -> list[tuple[Digest, Reference | None]]:
+    with tempfile.TemporaryDirectory(dir=store.root) as tmp:
+        try:
+            with opener() as t:
+                t.extractall(tmp, filter="data")  # refuses traversal, absolute paths, links out, devices
+        except (tarfile.TarError, OSError) as exc:
+            raise InvalidLayoutError(f"{source}: cannot unpack the layout archive: {exc}") from None
+        return _load_dir(store, Path(tmp), source)
 
 
 #: indexes nested deeper than this are refused, as a pull refuses them
