@@ -297,3 +297,27 @@ def test_cli_images_lists_digest_only_images_as_none_with_docker_s_created_colum
     assert rows[0] == ["REPOSITORY", "TAG", "IMAGE", "ID", "CREATED", "SIZE"]
     assert rows[1][:6] == ["example.com/app", "v1", tagged.short_id, "3", "days", "ago"]
     assert rows[2][:3] == ["example.com/app", "<none>", orphan.short_id] and len(rows) == 3
+
+
+def test_cli_images_created_and_size_columns_read_as_docker_s(tmp_path: Path) -> None:
+    """As docker images shows them (seen here with dockerd 20.10 and the docker 28.2 CLI): CREATED
+    "N/A" for a config without a date or with Go's zero time, the Unix epoch as a date like any
+    other; SIZE the layers' content (a file's bytes, a symlink's target), not their tar size."""
+    import time
+
+    from docker_distribution.store import Store
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "f").write_text("12345")
+    (tmp_path / "a" / "l").symlink_to("f")
+    store = Store(tmp_path / "root")
+    for tag, config in [("epoch", {"created": "1970-01-01T00:00:00Z"}), ("none", {}),
+                        ("zero", {"created": "0001-01-01T00:00:00Z"})]:
+        store.image_from_directories([tmp_path / "a"], parse_normalized_named(f"example.com/t:{tag}"),
+                                     config=config)
+    exe = str(Path(sys.executable).parent / "docker-distribution")
+    out = subprocess.run([exe, "--root", str(tmp_path / "root"), "images"], capture_output=True, text=True, check=True)
+    rows = [line.split() for line in out.stdout.splitlines()[1:]]
+    years = int(time.time() / 86400 / 365)  # units.HumanDuration: whole 365-day years
+    assert [(r[1], r[3:]) for r in rows] == [("epoch", [str(years), "years", "ago", "6B"]), ("none", ["N/A", "6B"]),
+                                            ("zero", ["N/A", "6B"])]

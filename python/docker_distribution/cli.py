@@ -135,11 +135,7 @@ def _cmd_images(args: argparse.Namespace) -> int:
             if args.quiet:
                 rows += [(shown,)] * len(digests)
                 continue
-            size = 0
-            cid = store.image_chain_id(image_id)
-            if cid is not None:
-                size = sum(i.size for i in store.layers.chain(cid))
-            rest = (shown, _created(store.images.get(image_id), now), format_bytes(size, 3))
+            rest = (shown, _created(store.images.get(image_id), now), format_bytes(store.image_size(image_id), 3))
             rows += [(name, tag, d, *rest) for d in digests]
     if args.quiet:
         print("".join(f"{r[0]}\n" for r in rows), end="")
@@ -177,16 +173,21 @@ def _familiar_match(pattern: str, name: str, tag: str) -> bool:
     return (tag != "<none>" and full.match(f"{name}:{tag}") is not None) or full.match(name) is not None
 
 
+#: Go's zero time.Time (0001-01-01T00:00:00Z) as a Unix timestamp
+_GO_ZERO_TIME = -62135596800
+
+
 def _created(config: bytes, now: float) -> str:
-    """docker's CREATED column: ``units.HumanDuration(now - created) + " ago"`` (empty without a date)."""
+    """docker's CREATED column: ``units.HumanDuration(now - created) + " ago"``; ``N/A`` without a
+    date or with Go's zero time (what docker images shows: dockerd 20.10, CLI 28.2)."""
     import datetime
 
     try:
         created = json.loads(config).get("created")
         when = datetime.datetime.fromisoformat(str(created)).timestamp()
-    except (ValueError, AttributeError, TypeError):
-        return ""
-    return f"{_human_duration(now - when)} ago"
+    except (ValueError, AttributeError, TypeError, OverflowError, OSError):
+        return "N/A"
+    return "N/A" if when <= _GO_ZERO_TIME else f"{_human_duration(now - when)} ago"
 
 
 def _human_duration(seconds: float) -> str:

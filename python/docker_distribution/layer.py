@@ -91,11 +91,14 @@ class AppliedLayer:
     size: int
     uncompressed_size: int
     entries: int
+    #: docker's size of the layer (overlay2's ``DiffSize``): the bytes of its files and symlink
+    #: targets, a hardlinked file once
+    content_size: int
     compression: str
 
     @classmethod
-    def _from(cls, t: tuple[str, str, int, int, int, str]) -> AppliedLayer:
-        return cls(Digest.parse(t[0]), Digest.parse(t[1]), t[2], t[3], t[4], t[5])
+    def _from(cls, t: tuple[str, str, int, int, int, int, str]) -> AppliedLayer:
+        return cls(Digest.parse(t[0]), Digest.parse(t[1]), t[2], t[3], t[4], t[5], t[6])
 
 
 @dataclass(frozen=True, slots=True)

@@ -107,6 +107,12 @@ class Store:
         """The ChainID of an image's top layer (None for an image without layers)."""
         return chain_of(self.images.diff_ids(image_id))
 
+    def image_size(self, image_id: Digest) -> int:
+        """docker's image size (``docker images``' SIZE): the content size of every layer in the
+        image's chain (:meth:`.layers.LayerStore.content_size`)."""
+        cid = self.image_chain_id(image_id)
+        return sum(self.layers.content_size(i) for i in self.layers.chain(cid)) if cid is not None else 0
+
     def top_layer(self, image_id: Digest) -> Layer | None:
         cid = self.image_chain_id(image_id)
         return self.layers.get(cid) if cid is not None else None

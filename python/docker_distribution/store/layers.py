@@ -56,12 +56,19 @@ def chain_of(diff_ids: Iterable[Digest]) -> Digest | None:
     return cid
 
 
+def _count(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
 @dataclass(frozen=True, slots=True)
 class LayerInfo:
     chain_id: Digest
     diff_id: Digest
     parent: Digest | None
     size: int
+    #: docker's size of the layer (overlay2's ``DiffSize``: its files' and symlinks' bytes, a
+    #: hardlinked file once); None in a record written before it was kept
+    content_size: int | None = None
 
     @classmethod
     def _read(cls, directory: Path, cid: Digest) -> LayerInfo:
@@ -70,10 +77,11 @@ class LayerInfo:
         path = directory / "meta.json"
         meta = read_json(path, lambda m: isinstance(m, dict) and isinstance(m.get("diff_id"), str)
                          and isinstance(m.get("parent"), (str, type(None)))
-                         and isinstance(m.get("size"), int) and not isinstance(m["size"], bool) and m["size"] >= 0)
+                         and _count(m.get("size")) and ("content_size" not in m or _count(m["content_size"])))
         try:
             parent = meta["parent"]
-            return cls(cid, Digest.parse(meta["diff_id"]), Digest.parse(parent) if parent else None, meta["size"])
+            return cls(cid, Digest.parse(meta["diff_id"]), Digest.parse(parent) if parent else None, meta["size"],
+                       meta.get("content_size"))
         except DistributionError as exc:
             raise CorruptStoreError(f"corrupt store file {path}: {exc}") from None
 
@@ -300,7 +308,7 @@ class LayerStore:
     def _publish(self, pending: PendingLayer, applied: AppliedLayer) -> Layer:
         cid = chain_id(pending.parent, applied.diff_id)
         meta = {"diff_id": str(applied.diff_id), "parent": str(pending.parent) if pending.parent else None,
-                "size": applied.uncompressed_size}
+                "size": applied.uncompressed_size, "content_size": applied.content_size}
         (pending.tmp / "meta.json").write_text(json.dumps(meta))
         final = self.layer_dir(cid)
         try:
@@ -316,6 +324,20 @@ class LayerStore:
         return self.get(cid)
 
     # --- reading back ----------------------------------------------------------------------
+
+    def content_size(self, info: LayerInfo) -> int:
+        """docker's size of a layer (see :attr:`LayerInfo.content_size`); for a record written
+        before it was kept, measured as moby's ``directory.Size`` measures the diff."""
+        if info.content_size is not None:
+            return info.content_size
+        total, seen = 0, set()
+        for dirpath, _, names in os.walk(self.layer_dir(info.chain_id) / "diff"):
+            for name in names:
+                st = os.lstat(os.path.join(dirpath, name))
+                if st.st_size and st.st_ino not in seen:
+                    seen.add(st.st_ino)
+                    total += st.st_size
+        return total
 
     def chain(self, cid: Digest) -> builtins.list[LayerInfo]:
         """The layers from the bottom up to ``cid``."""

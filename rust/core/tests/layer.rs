@@ -84,6 +84,49 @@ fn diff_mode_stages_and_rebuilds_the_identical_tar() {
     assert_eq!(Digest::of_bytes(Algorithm::Sha256, &rebuilt), applied.diff_id);
 }
 
+/// What moby's `directory.Size` gives for the diff directory, walked here the same way.
+fn du_apparent(root: &Path) -> u64 {
+    let mut seen = std::collections::HashSet::new();
+    let mut total = 0;
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(d).unwrap() {
+            let p = e.unwrap().path();
+            let m = fs::symlink_metadata(&p).unwrap();
+            if m.is_dir() {
+                stack.push(p);
+            } else if m.len() > 0 && seen.insert(std::os::unix::fs::MetadataExt::ino(&m)) {
+                total += m.len();
+            }
+        }
+    }
+    total
+}
+
+#[test]
+fn the_content_size_is_what_docker_measures_of_the_diff() {
+    let big = vec![1u8; 300 << 10]; // streamed by the parser, not a writer thread
+    let tar = tar_of(&[
+        ("a/", tar::EntryType::Directory, b"", None),
+        ("a/file", tar::EntryType::Regular, &[7u8; 3000], None),
+        ("a/big", tar::EntryType::Regular, &big, None),
+        ("a/.wh.gone", tar::EntryType::Regular, b"", None),
+        ("a/link", tar::EntryType::Symlink, b"", Some("file")),
+        ("a/hard", tar::EntryType::Link, b"", Some("a/file")),
+        ("a/twice", tar::EntryType::Regular, &[1u8; 500], None),
+        ("a/twice", tar::EntryType::Regular, &[2u8; 20], None),
+        ("d/", tar::EntryType::Directory, b"", None),
+        ("d/x", tar::EntryType::Regular, &[3u8; 70], None),
+        ("d", tar::EntryType::Regular, b"now a file", None),
+    ]);
+    let tmp = tempfile::tempdir().unwrap();
+    let target = tmp.path().join("diff");
+    let opts = ApplyOptions { mode: Mode::Diff { split: tmp.path().join("split") }, ..rootfs() };
+    let applied = apply_bytes(gz(&tar), &target, &opts).unwrap();
+    assert_eq!(applied.content_size, 3000 + (300 << 10) + 4 + 20 + 10);
+    assert_eq!(applied.content_size, du_apparent(&target));
+}
+
 #[test]
 fn a_digest_mismatch_leaves_nothing_behind() {
     let tar = tar_of(&[("f", tar::EntryType::Regular, b"x", None)]);

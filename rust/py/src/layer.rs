@@ -21,11 +21,11 @@ use crate::errors::{NativeError, NativeResult};
 const DEPTH: usize = 8;
 const CHUNK: usize = 1 << 20;
 
-type AppliedTuple = (String, String, u64, u64, u64, &'static str);
+type AppliedTuple = (String, String, u64, u64, u64, u64, &'static str);
 type ProducedTuple = (String, u64, String, u64);
 
 fn applied(a: Applied) -> AppliedTuple {
-    (a.diff_id.to_string(), a.digest.to_string(), a.size, a.uncompressed_size, a.entries, a.compression.name())
+    (a.diff_id.to_string(), a.digest.to_string(), a.size, a.uncompressed_size, a.entries, a.content_size, a.compression.name())
 }
 
 fn produced(p: Produced) -> ProducedTuple {

@@ -20,7 +20,7 @@
 //! device nodes need root and are refused with [`Error::NotPermitted`] otherwise. xattrs are
 //! applied where the filesystem allows and skipped where it does not.
 use std::cell::RefCell;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
 use std::fs;
 use std::io::{self, Read, Write};
@@ -90,6 +90,9 @@ pub struct Applied {
     pub size: u64,
     pub uncompressed_size: u64,
     pub entries: u64,
+    /// what docker's overlay2 reports as the layer's size (`directory.Size` of the diff): the bytes
+    /// of its regular files and symlink targets, a hardlinked file once, a path written twice once
+    pub content_size: u64,
     pub compression: Compression,
 }
 
@@ -149,12 +152,13 @@ fn run<R: Read + Send + 'static>(input: R, root: &Path, opts: &ApplyOptions, spl
     let hashed = hasher.join().map_err(|_| Error::InvalidLayer("diffID thread panicked".into()))?;
     let decoded = decoder.join().map_err(|_| Error::InvalidLayer("decoder thread panicked".into()))?;
     match (decoded, hashed, untarred) {
-        (Ok(d), Ok((diff_id, uncompressed_size)), Ok(entries)) => Ok(Applied {
+        (Ok(d), Ok((diff_id, uncompressed_size)), Ok((entries, content_size))) => Ok(Applied {
             diff_id,
             digest: d.digest,
             size: d.size,
             uncompressed_size,
             entries,
+            content_size,
             compression: d.compression,
         }),
         // the decoder's error is the cause unless it only saw a later stage give up; the
@@ -324,6 +328,8 @@ struct Applier {
     as_root: bool,
     /// paths (relative to the root) this layer created (whiteouts only hide lower layers' content)
     created: HashSet<PathBuf>,
+    /// the content size of each regular file and symlink this layer wrote, by path
+    sizes: HashMap<PathBuf, u64>,
     dirs: Vec<Dir>,
     split: Option<SplitWriter>,
     track: Rc<RefCell<Track>>,
@@ -334,8 +340,8 @@ struct Applier {
     writers: Writers,
 }
 
-/// The writer thread: parse the tar and write the entries; returns the entry count.
-fn untar(rx: PipeReader, root: &Path, opts: &ApplyOptions, split: Option<SplitWriter>) -> Result<u64> {
+/// The writer thread: parse the tar and write the entries; returns the entry count and the content size.
+fn untar(rx: PipeReader, root: &Path, opts: &ApplyOptions, split: Option<SplitWriter>) -> Result<(u64, u64)> {
     let track = Rc::new(RefCell::new(Track {
         raw: Vec::new(),
         recording: split.is_some(),
@@ -348,6 +354,7 @@ fn untar(rx: PipeReader, root: &Path, opts: &ApplyOptions, split: Option<SplitWr
         rootfs: matches!(opts.mode, Mode::Rootfs),
         as_root: nix::unistd::geteuid().is_root(),
         created: HashSet::new(),
+        sizes: HashMap::new(),
         dirs: Vec::new(),
         split,
         track: track.clone(),
@@ -377,7 +384,7 @@ fn untar(rx: PipeReader, root: &Path, opts: &ApplyOptions, split: Option<SplitWr
     if let Some(split) = applier.split.take() {
         split.finish()?;
     }
-    Ok(entries)
+    Ok((entries, applier.sizes.values().sum()))
 }
 
 fn tar_error(e: io::Error) -> Error {
@@ -436,6 +443,7 @@ impl Applier {
         let again = self.created.contains(&rel);
         if again {
             self.writers.drain()?; // the earlier entry may still be on its way to the disk
+            self.sizes.retain(|p, _| !p.starts_with(&rel)); // replaced, with what was beneath it
         }
         if self.rootfs || again {
             self.clear(&abs, is_dir)?;
@@ -457,6 +465,7 @@ impl Applier {
                     owner: (self.as_root && (uid, gid) != (0, 0)).then_some((uid, gid)),
                     mtime,
                 };
+                self.sizes.insert(rel.clone(), entry.size());
                 if entry.size() <= SMALL_FILE {
                     let mut data = Vec::with_capacity(entry.size() as usize);
                     self.content(entry, &rel, |e, _| e.read_to_end(&mut data).map(|n| n as u64).map_err(tar_error))?;
@@ -471,6 +480,7 @@ impl Applier {
             }
             EntryType::Symlink => {
                 let target = entry.link_name_bytes().ok_or_else(|| Error::InvalidLayer("symlink without target".into()))?;
+                self.sizes.insert(rel.clone(), target.len() as u64);
                 std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(&target), &abs)?;
                 self.lchown(&abs, uid, gid)?;
                 filetime::set_symlink_file_times(&abs, mtime, mtime)?;
