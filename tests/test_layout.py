@@ -185,6 +185,7 @@ def _hostile_dir(layout: Path, case: str) -> None:
     missing = {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": "sha256:" + "0" * 64, "size": 1}
     index: object = {
         "not-json": "{",
+        "index-huge": '{"schemaVersion": 2, "manifests": []}' + " " * (17 << 20),  # valid, but over the 16 MiB cap
         "index-not-an-object": [],
         "manifests-not-a-list": {"manifests": 3},
         "descriptor-of-wrong-types": {"manifests": [{"digest": 5, "size": "1"}]},
@@ -215,7 +216,7 @@ def _hostile_tar(path: Path, case: str) -> None:
         t.addfile(info, io.BytesIO(b"x") if info.type == tarfile.REGTYPE else None)
 
 
-@pytest.mark.parametrize("case", ["not-json", "index-not-an-object", "manifests-not-a-list", "descriptor-of-wrong-types",
+@pytest.mark.parametrize("case", ["not-json", "index-huge", "index-not-an-object", "manifests-not-a-list", "descriptor-of-wrong-types",
                                   "manifest-blob-missing", "manifest-without-config", "manifest-not-json",
                                   "layer-blob-missing", "not-a-tar", "tar-traversal", "tar-absolute", "tar-device",
                                   "tar-symlink-out"])
@@ -327,12 +328,14 @@ def _docker_archive(tmp_path: Path, case: str) -> Path:
     elif case == "config-not-json":
         (d / app["Config"]).write_bytes(b"\x80{")
     (d / "manifest.json").write_text(json.dumps(items))
+    if case == "manifest-huge":  # over the 16 MiB cap: never read
+        (d / "manifest.json").write_text(json.dumps(items) + " " * (17 << 20))
     return d
 
 
 @pytest.mark.parametrize("case", ["config-outside", "layer-symlink-outside", "layer-missing", "layer-count",
                                   "layers-swapped", "tag-by-digest", "not-a-list", "entry-of-wrong-types",
-                                  "config-not-json"])
+                                  "config-not-json", "manifest-huge"])
 def test_load_of_a_bent_docker_archive_is_a_typed_error_and_tags_nothing(tmp_path: Path, case: str) -> None:
     source = _docker_archive(tmp_path, case)
     store = Store(tmp_path / "store")

@@ -175,13 +175,17 @@ def _load_archive(store: Any, opener: Callable[[], tarfile.TarFile], source: Pat
 MAX_INDEX_DEPTH = 4
 
 
-def _read_blob(layout: Path, desc: Descriptor, limit: int = _MAX_CONFIG) -> bytes:
-    p = _blob_path(layout, desc)
-    if p.stat().st_size > limit:
-        raise InvalidLayoutError(f"{desc.digest}: too large for a manifest or config")
-    data = p.read_bytes()
+def _read_blob(layout: Path, desc: Descriptor) -> bytes:
+    data = _read_small(_blob_path(layout, desc), str(desc.digest))
     desc.digest.verify_bytes(data)
     return data
+
+
+def _read_small(path: Path, what: str) -> bytes:
+    """One of the archive's JSON documents (an index, a manifest, a config), refused above the cap."""
+    if path.stat().st_size > _MAX_CONFIG:
+        raise InvalidLayoutError(f"{what}: too large for an index, a manifest or a config")
+    return path.read_bytes()
 
 
 def _blob_path(layout: Path, desc: Descriptor) -> Path:
@@ -210,7 +214,7 @@ def _load_dir(store: Any, layout: Path, source: Path) -> list[tuple[Digest, Refe
 
 def _load_oci(store: Any, layout: Path, source: Path) -> list[tuple[Digest, Reference | None]]:
     try:
-        data = (layout / "index.json").read_bytes()
+        data = _read_small(layout / "index.json", f"{source}: index.json")
     except OSError as exc:
         raise InvalidLayoutError(f"{source}: neither an OCI image layout (index.json) nor a docker save "
                                  f"archive ({DOCKER_MANIFEST}): {exc.strerror}") from None
@@ -247,7 +251,7 @@ def _load_docker(store: Any, layout: Path, source: Path) -> list[tuple[Digest, R
     """A ``docker save`` archive: moby's ``tarexport.Load`` over ``manifest.json``."""
     what = f"{source}: {DOCKER_MANIFEST}"
     try:
-        items = json.loads((layout / DOCKER_MANIFEST).read_bytes())
+        items = json.loads(_read_small(layout / DOCKER_MANIFEST, what))
     except ValueError as exc:
         raise InvalidLayoutError(f"{what}: {exc}") from None
     if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
@@ -267,11 +271,9 @@ def _load_docker(store: Any, layout: Path, source: Path) -> list[tuple[Digest, R
             if ref is None or ref.tag is None or ref.digest is not None:
                 raise InvalidLayoutError(f'invalid tag "{name}"')
             tags.append(ref)
-        config_path = _inside(layout, config_name, what)
-        if config_path.stat().st_size > _MAX_CONFIG:
-            raise InvalidLayoutError(f"{what}: {config_name}: too large for a config")
+        config = _read_small(_inside(layout, config_name, what), f"{what}: {config_name}")
         layers = [(_inside(layout, n, what), None) for n in layer_names]
-        loaded.append((_load_image(store, config_path.read_bytes(), layers, f"{what}: {config_name}"), tags))
+        loaded.append((_load_image(store, config, layers, f"{what}: {config_name}"), tags))
     out: list[tuple[Digest, Reference | None]] = []
     for image_id, tags in loaded:  # nothing is tagged unless every image loaded
         for ref in tags:
