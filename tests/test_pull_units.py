@@ -321,3 +321,22 @@ def test_cli_images_created_and_size_columns_read_as_docker_s(tmp_path: Path) ->
     years = int(time.time() / 86400 / 365)  # units.HumanDuration: whole 365-day years
     assert [(r[1], r[3:]) for r in rows] == [("epoch", [str(years), "years", "ago", "6B"]), ("none", ["N/A", "6B"]),
                                             ("zero", ["N/A", "6B"])]
+
+
+def test_cli_output_into_a_closed_pipe_ends_quietly_as_docker_s(tmp_path: Path) -> None:
+    """``docker-distribution images | head -1``: no "Broken pipe" error, no traceback; status 141,
+    as a process that SIGPIPE ended (docker's)."""
+    from docker_distribution.store import Store
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "f").write_text("x")
+    store = Store(tmp_path / "root")
+    image_id = store.image_from_directories([tmp_path / "a"])
+    for n in range(2000):  # more rows than a pipe holds
+        store.references.add_tag(parse_normalized_named(f"example.com/many:{n}"), image_id)
+    exe = str(Path(sys.executable).parent / "docker-distribution")
+    for argv in (["images"], ["save", "example.com/many:1"]):
+        r = subprocess.run(f"'{exe}' --root '{tmp_path / 'root'}' {' '.join(argv)} | head -c 10 >/dev/null;"
+                           " echo ${PIPESTATUS[0]}", shell=True, executable="/bin/bash", capture_output=True,
+                           text=True)
+        assert (r.stdout, r.stderr) == ("141\n", ""), argv

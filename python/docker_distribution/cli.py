@@ -10,6 +10,7 @@ import argparse
 import getpass
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -436,11 +437,29 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _stdout_gone() -> bool:
+    """Whether stdout is a pipe nobody reads any more (poll reports an error on its end)."""
+    import select
+
+    try:
+        poll = select.poll()
+        poll.register(sys.stdout.fileno(), 0)
+        return any(events & select.POLLERR for _, events in poll.poll(0))
+    except (OSError, ValueError):
+        return False
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, format="%(levelname)s %(message)s")
     try:
         return int(args.func(args))
+    except BrokenPipeError:
+        if not _stdout_gone():
+            raise
+        # the reader of our output went away (`… | head`): end quietly, as docker does (SIGPIPE)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush at exit
+        return 141
     except (DistributionError, OSError) as exc:
         print(f"Error: {exc}", file=sys.stderr)
         return 1
