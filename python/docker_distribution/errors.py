@@ -1,6 +1,9 @@
 """The typed error hierarchy of docker-distribution.
 
-Every error this package raises is a :class:`DistributionError`. The tree::
+Every error this package raises is a :class:`DistributionError`, except what the local
+filesystem says (a full disk, a store it may not write): that stays Python's :class:`OSError`,
+with its errno and the file it names, as moby passes such errors on (``no space left on
+device`` is never retried). The tree::
 
     DistributionError
     ├── RegistryError                    a registry answered with an error code (spec §5.2)
