@@ -275,6 +275,56 @@ def test_load_of_a_docker_save_archive_gives_dockers_image_ids(tmp_path: Path) -
     assert (old.image_size(dd.Digest.parse(DOCKER_APP)), old.image_size(dd.Digest.parse(DOCKER_BASE))) == sizes
 
 
+def _full_tree(root: Path) -> dict[str, tuple[object, ...]]:
+    """Kind and mode, owner, contents or link target, link count and mtime of every path (a
+    directory's mtime aside: docker's export stamps its own)."""
+    import hashlib
+    import stat
+
+    out: dict[str, tuple[object, ...]] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            p = Path(dirpath) / name
+            st = p.lstat()
+            what = os.readlink(p) if stat.S_ISLNK(st.st_mode) else \
+                hashlib.sha256(p.read_bytes()).hexdigest() if stat.S_ISREG(st.st_mode) else ""
+            out[str(p.relative_to(root))] = (oct(st.st_mode), st.st_uid, st.st_gid, what,
+                                             st.st_nlink if stat.S_ISREG(st.st_mode) else 0,
+                                             0 if stat.S_ISDIR(st.st_mode) else int(st.st_mtime))
+    return out
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="owners, setuid and a fifo as docker made them need root")
+def test_a_docker_built_image_unpacks_to_what_docker_exports(tmp_path: Path) -> None:
+    """An image dockerd 20.10 built here (Dockerfile below), saved and xz-compressed; beside it
+    ``docker export`` of a container made from it (less the container's own files and the
+    busybox that ran the steps): our unpack of the loaded image must be that tree, to the owner,
+    mode bit, link count and mtime. The steps delete files (whiteouts), replace a directory
+    (an opaque whiteout), and add a hardlink across layers, a symlink, a fifo, setuid and a chown::
+
+        FROM dd-fixture/base:1      # the docker-20.10-save.tar base
+        COPY busybox /busybox
+        COPY a /opt/a               # one, two
+        COPY b /opt/b               # three
+        RUN ["/busybox", "rm", "/opt/a/one", "/etc/os-release"]
+        RUN ["/busybox", "sh", "-c", "rm -rf /opt/b && mkdir /opt/b && echo new > /opt/b/x &&
+             ln -s /opt/b/x /opt/link && ln /opt/a/two /opt/hard && mkfifo /opt/fifo &&
+             chmod 4755 /opt/a/two && chown 1000:1000 /opt/b/x"]
+    """
+    corpus = Path(__file__).parent / "corpus"
+    store = Store(tmp_path / "store")
+    [(image_id, ref)] = store.load(corpus / "docker-20.10-whiteouts.tar.xz")
+    assert ref is not None and ref.familiar == "wh:1"
+    assert str(image_id) == "sha256:c1a8ed381152aa39e4da297ec1109050f517541b9f1e746001c7b5e752881d38"
+    assert store.image_size(image_id) == 1982288  # docker image inspect -f {{.Size}}: the same
+    store.unpack(image_id, tmp_path / "ours")
+    (tmp_path / "ours" / "busybox").unlink()
+    (tmp_path / "docker").mkdir()
+    subprocess.run(["tar", "-C", str(tmp_path / "docker"), "-xJpf", str(corpus / "docker-20.10-whiteouts-export.tar.xz")],
+                   check=True)
+    assert _full_tree(tmp_path / "ours") == _full_tree(tmp_path / "docker")
+
+
 def test_save_writes_dockers_manifest_json_too(tmp_path: Path) -> None:
     """docker load reads manifest.json (docker before 25.0 reads nothing else): ours names the same
     blobs as index.json, and a load through it alone gives the same image and tags."""
