@@ -148,6 +148,33 @@ def test_save_to_stdout_and_load_from_stdin_as_docker_does(tmp_path: Path) -> No
     assert (r.returncode, r.stderr) == (1, "Error: requested load from stdin, but stdin is empty\n")
 
 
+def test_a_killed_load_leaves_only_what_prune_removes(tmp_path: Path) -> None:
+    """A load SIGKILLed while it unpacks leaves its scratch directory named as the store's
+    temporary files are, so the next opening of the store removes it (``tempfile``'s names were
+    never found)."""
+    import signal
+    import time
+
+    exe = str(Path(sys.executable).parent / "docker-distribution")
+    data = (Path(__file__).parent / "corpus" / "docker-20.10-whiteouts.tar.xz").read_bytes()
+    root = tmp_path / "root"
+    Store(root)
+    p = subprocess.Popen([exe, "--root", str(root), "load"], stdin=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    assert p.stdin is not None
+    p.stdin.write(data[: len(data) // 2])
+    p.stdin.flush()
+    deadline = time.monotonic() + 30
+    while not list(root.glob(".tmp-load-*")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    p.stdin.close()
+    [left] = root.glob(".tmp-load-*")  # what the killed load had unpacked
+    assert any(left.rglob("*"))
+    store = Store(root)  # opening the store removes temporary files whose writer is gone
+    assert not left.exists() and store.leftovers() == [] and not list(root.rglob(".tmp-*"))
+
+
 def test_a_save_to_tar_that_fails_midway_leaves_no_partial_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import tarfile
 

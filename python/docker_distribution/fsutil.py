@@ -15,13 +15,15 @@ import json
 import os
 import re
 import secrets
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from .errors import CorruptStoreError
 
-__all__ = ["TMP_PREFIX", "atomic_write", "file_lock", "fsync_dir", "read_json", "str_map", "tmp_owner_gone", "unique_tmp"]
+__all__ = ["TMP_PREFIX", "atomic_write", "file_lock", "fsync_dir", "read_json", "str_map", "tmp_dir", "tmp_owner_gone",
+           "unique_tmp"]
 
 #: every temporary name in the store starts with this, so ``verify``/``prune`` can find leftovers
 TMP_PREFIX = ".tmp-"
@@ -30,6 +32,18 @@ TMP_PREFIX = ".tmp-"
 def unique_tmp(directory: Path, hint: str = "") -> Path:
     """A fresh temporary name in ``directory`` that carries the writer's pid."""
     return directory / f"{TMP_PREFIX}{hint}{os.getpid()}-{secrets.token_hex(6)}"
+
+
+@contextlib.contextmanager
+def tmp_dir(directory: Path, hint: str = "") -> Iterator[Path]:
+    """A scratch directory in ``directory``, removed on the way out; named by :func:`unique_tmp`,
+    so one a killed process leaves is a leftover that ``prune`` finds (``tempfile``'s names are not)."""
+    path = unique_tmp(directory, hint)
+    path.mkdir()
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 _TMP_OWNER = re.compile(r"(\d+)-[0-9a-f]{12}$")

@@ -43,7 +43,7 @@ from ..errors import (
     ObjectNotFoundError,
     ReferenceNotFoundError,
 )
-from ..fsutil import TMP_PREFIX, file_lock, tmp_owner_gone
+from ..fsutil import TMP_PREFIX, file_lock, tmp_dir, tmp_owner_gone
 from ..layer import Limits, produce_layer
 from ..mediatype import INDEX_TYPES
 from ..metadata import FSMetadataStore, V2MetadataService
@@ -243,8 +243,6 @@ class Store:
                                config: dict[str, object] | None = None, mtime: int | None = 0) -> Digest:
         """Make an image whose layers are the given directories (bottom first), like ``docker import``
         of several trees: each becomes a deterministic tar layer; the image is tagged ``ref`` if given."""
-        import tempfile
-
         from ..platform import default_platform
 
         parent: Digest | None = None
@@ -252,8 +250,8 @@ class Store:
         host = default_platform()
         with self.lease():
             for d in layer_dirs:
-                with tempfile.TemporaryDirectory(dir=self.root) as tmp:
-                    blob = Path(tmp) / "layer.tar"
+                with tmp_dir(self.root, "layer-") as tmp:
+                    blob = tmp / "layer.tar"
                     produce_layer(blob, source_dir=d, compression="none", mtime=mtime)
                     layer = self.layers.register_file(blob, parent)
                 parent = layer.chain_id

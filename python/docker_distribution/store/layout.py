@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import os
 import tarfile
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -29,6 +28,7 @@ from typing import Any, BinaryIO
 from ..descriptor import Descriptor
 from ..digest import Digest
 from ..errors import DistributionError, InvalidLayoutError
+from ..fsutil import tmp_dir
 from ..layer import produce_layer
 from ..manifest import (
     ImageIndex,
@@ -59,19 +59,19 @@ def save(store: Any, refs: Sequence[Reference | str], path: os.PathLike[str] | s
     a writable binary file object gets the ``.tar`` streamed into it, as ``docker save`` to stdout).
     A string is read as ``Store.lookup`` reads it; an image given by ID gets no name in the index."""
     if not isinstance(path, (str, os.PathLike)):
-        with tempfile.TemporaryDirectory(dir=store.root) as tmp:
-            _save_dir(store, refs, Path(tmp) / "layout")
+        with tmp_dir(store.root, "save-") as tmp:
+            _save_dir(store, refs, tmp / "layout")
             with tarfile.open(fileobj=path, mode="w|") as t:
-                _add_tree(t, Path(tmp) / "layout")
+                _add_tree(t, tmp / "layout")
         return
     target = Path(path)
     if target.suffix == ".tar":
-        with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-            _save_dir(store, refs, Path(tmp) / "layout")
+        with tmp_dir(target.parent, "save-") as tmp:
+            _save_dir(store, refs, tmp / "layout")
             # written beside the target and renamed: a failed or killed save leaves no partial .tar
-            with tarfile.open(Path(tmp) / "layout.tar", "w") as t:
-                _add_tree(t, Path(tmp) / "layout")
-            os.replace(Path(tmp) / "layout.tar", target)
+            with tarfile.open(tmp / "layout.tar", "w") as t:
+                _add_tree(t, tmp / "layout")
+            os.replace(tmp / "layout.tar", target)
         return
     _save_dir(store, refs, target)
 
@@ -162,13 +162,13 @@ def load(store: Any, path: os.PathLike[str] | str | BinaryIO) -> list[tuple[Dige
 
 
 def _load_archive(store: Any, opener: Callable[[], tarfile.TarFile], source: Path) -> list[tuple[Digest, Reference | None]]:
-    with tempfile.TemporaryDirectory(dir=store.root) as tmp:
+    with tmp_dir(store.root, "load-") as tmp:  # a killed load leaves a leftover prune removes
         try:
             with opener() as t:
                 t.extractall(tmp, filter="data")  # refuses traversal, absolute paths, links out, devices
         except (tarfile.TarError, OSError) as exc:
             raise InvalidLayoutError(f"{source}: cannot unpack the layout archive: {exc}") from None
-        return _load_dir(store, Path(tmp), source)
+        return _load_dir(store, tmp, source)
 
 
 #: indexes nested deeper than this are refused, as a pull refuses them

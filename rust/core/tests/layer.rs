@@ -397,7 +397,7 @@ fn producers_running_at_once_share_the_compression_slots_and_give_the_same_bytes
         }).collect();
         for h in handles {
             let (p, bytes) = h.join().unwrap();
-            assert_eq!(p, alone);
+            assert_eq!(p, alone, "{codec:?}: a producer among others gave a different result");
             assert!(bytes == alone_bytes, "{codec:?}: a producer among others wrote different bytes");
         }
         assert_eq!(alone.diff_id, Digest::of_bytes(Algorithm::Sha256, &tar));

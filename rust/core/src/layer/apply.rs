@@ -20,7 +20,7 @@
 //! device nodes need root and are refused with [`Error::NotPermitted`] otherwise. xattrs are
 //! applied where the filesystem allows and skipped where it does not.
 use std::cell::RefCell;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fs;
 use std::io::{self, Read, Write};
@@ -326,10 +326,9 @@ struct Applier {
     root: Root,
     rootfs: bool,
     as_root: bool,
-    /// paths (relative to the root) this layer created (whiteouts only hide lower layers' content)
-    created: HashSet<PathBuf>,
-    /// the content size of each regular file and symlink this layer wrote, by path
-    sizes: HashMap<PathBuf, u64>,
+    /// paths (relative to the root) this layer created (whiteouts only hide lower layers' content),
+    /// each with its content size (a regular file's bytes, a symlink's target; 0 for the rest)
+    created: HashMap<PathBuf, u64>,
     dirs: Vec<Dir>,
     split: Option<SplitWriter>,
     track: Rc<RefCell<Track>>,
@@ -353,8 +352,7 @@ fn untar(rx: PipeReader, root: &Path, opts: &ApplyOptions, split: Option<SplitWr
         root: Root::new(root),
         rootfs: matches!(opts.mode, Mode::Rootfs),
         as_root: nix::unistd::geteuid().is_root(),
-        created: HashSet::new(),
-        sizes: HashMap::new(),
+        created: HashMap::new(),
         dirs: Vec::new(),
         split,
         track: track.clone(),
@@ -384,7 +382,7 @@ fn untar(rx: PipeReader, root: &Path, opts: &ApplyOptions, split: Option<SplitWr
     if let Some(split) = applier.split.take() {
         split.finish()?;
     }
-    Ok((entries, applier.sizes.values().sum()))
+    Ok((entries, applier.created.values().sum()))
 }
 
 fn tar_error(e: io::Error) -> Error {
@@ -440,14 +438,16 @@ impl Applier {
         let gid = header.gid().unwrap_or(0) as u32;
         let is_dir = kind == EntryType::Directory;
         // a diff target starts empty: only what this layer created can be in the way
-        let again = self.created.contains(&rel);
+        let again = self.created.contains_key(&rel);
         if again {
             self.writers.drain()?; // the earlier entry may still be on its way to the disk
-            self.sizes.retain(|p, _| !p.starts_with(&rel)); // replaced, with what was beneath it
+            // replaced, with what was beneath it: their bytes are gone
+            self.created.iter_mut().filter(|(p, _)| p.starts_with(&rel)).for_each(|(_, size)| *size = 0);
         }
         if self.rootfs || again {
             self.clear(&abs, is_dir)?;
         }
+        let mut content = 0u64; // the bytes docker counts for this entry
         match kind {
             EntryType::Directory => {
                 match fs::create_dir(&abs) {
@@ -465,22 +465,22 @@ impl Applier {
                     owner: (self.as_root && (uid, gid) != (0, 0)).then_some((uid, gid)),
                     mtime,
                 };
-                self.sizes.insert(rel.clone(), entry.size());
                 if entry.size() <= SMALL_FILE {
                     let mut data = Vec::with_capacity(entry.size() as usize);
                     self.content(entry, &rel, |e, _| e.read_to_end(&mut data).map(|n| n as u64).map_err(tar_error))?;
                     let xattrs = xattrs(entry);
                     self.writers.submit(FileJob { path: abs, data, meta, xattrs })?;
-                    self.created.insert(rel);
+                    self.created.insert(rel, entry.size());
                     return Ok(());
                 }
+                content = entry.size();
                 let mut f = meta.create(&abs)?;
                 self.content(entry, &rel, |e, buf| copy_content(e, &mut f, buf))?;
                 meta.apply(&f)?;
             }
             EntryType::Symlink => {
                 let target = entry.link_name_bytes().ok_or_else(|| Error::InvalidLayer("symlink without target".into()))?;
-                self.sizes.insert(rel.clone(), target.len() as u64);
+                content = target.len() as u64;
                 std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(&target), &abs)?;
                 self.lchown(&abs, uid, gid)?;
                 filetime::set_symlink_file_times(&abs, mtime, mtime)?;
@@ -530,7 +530,7 @@ impl Applier {
             // the filesystem or our privileges may not allow it: skipping is the documented outcome
             let _ = xattr::set(&abs, attr, &value);
         }
-        self.created.insert(rel);
+        self.created.insert(rel, content);
         Ok(())
     }
 
@@ -554,7 +554,7 @@ impl Applier {
         }
         // a file this layer queued at this path (or above it) would race the directory; the
         // layer's own directories are known ones, not files
-        if rel.ancestors().any(|p| self.created.contains(p) && !self.root.is_known_dir(p)) {
+        if rel.ancestors().any(|p| self.created.contains_key(p) && !self.root.is_known_dir(p)) {
             self.writers.drain()?;
         }
         let abs = self.root.path().join(rel);
@@ -575,7 +575,7 @@ impl Applier {
                     .collect();
                 for dir in missing.into_iter().rev().chain([rel.to_path_buf()]) {
                     fs::create_dir(root.join(&dir))?;
-                    self.created.insert(dir);
+                    self.created.insert(dir, 0);
                 }
             }
         }
@@ -619,7 +619,7 @@ impl Applier {
             let dir = self.root.path().join(&dir_rel);
             for child in fs::read_dir(&dir)? {
                 let child = child?;
-                if !self.created.contains(&dir_rel.join(child.file_name())) {
+                if !self.created.contains_key(&dir_rel.join(child.file_name())) {
                     remove_any(&child.path())?;
                 }
             }
@@ -633,7 +633,7 @@ impl Applier {
         let mut hidden = comps.to_vec();
         *hidden.last_mut().expect("non-empty") = std::ffi::OsStr::from_bytes(target).to_os_string();
         let rel = self.root.resolve(&hidden, name)?;
-        if !self.created.contains(&rel) {
+        if !self.created.contains_key(&rel) {
             remove_any(&self.root.path().join(rel))?;
             self.root.invalidate();
         }
