@@ -122,6 +122,7 @@ def _cmd_images(args: argparse.Namespace) -> int:
     header: tuple[str, ...] = ("REPOSITORY", "TAG", "DIGEST", "IMAGE ID", "CREATED", "SIZE")
     rows: list[tuple[str, ...]] = []
     now = time.time()
+    columns: dict[Digest, tuple[str, str, str]] = {}  # per image, however many rows name it
     for name, repo in sorted(store.references.all().items()):
         tagged = [(key.rsplit(":", 1)[1], Digest.parse(v)) for key, v in sorted(repo.items()) if "@" not in key]
         by_digest = {Digest.parse(v) for key, v in repo.items() if "@" in key} - {d for _, d in tagged}
@@ -136,8 +137,10 @@ def _cmd_images(args: argparse.Namespace) -> int:
             if args.quiet:
                 rows += [(shown,)] * len(digests)
                 continue
-            rest = (shown, _created(store.images.get(image_id), now), format_bytes(store.image_size(image_id), 3))
-            rows += [(name, tag, d, *rest) for d in digests]
+            if image_id not in columns:
+                columns[image_id] = (shown, _created(store.images.get(image_id), now),
+                                     format_bytes(store.image_size(image_id), 3))
+            rows += [(name, tag, d, *columns[image_id]) for d in digests]
     if args.quiet:
         print("".join(f"{r[0]}\n" for r in rows), end="")
         return 0

@@ -700,8 +700,6 @@ def _received(resp: Any, digest: Digest) -> Iterator[bytes]:
             chunk = next(chunks)
         except StopIteration:
             return
-        except DistributionError:
-            raise
         except Exception as exc:  # urllib3's and the socket's errors
             raise TransportError("GET", str(digest), type(exc).__name__) from exc
         yield chunk

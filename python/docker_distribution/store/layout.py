@@ -106,13 +106,14 @@ def _save_dir(store: Any, refs: Sequence[Reference | str], layout: Path) -> None
         entry = dict(saved[image_id])
         if ref is not None:
             entry["annotations"] = {REF_NAME: ref.tag or "latest", CONTAINERD_NAME: str(ref.tag_name_only())}
-            tags = archive[image_id]["RepoTags"] = archive[image_id]["RepoTags"] or []
+            tags = archive[image_id]["RepoTags"]
             if ref.digest is None and ref.tag_name_only().familiar not in tags:  # docker: tagged names only
                 tags.append(ref.tag_name_only().familiar)
         entries.append(entry)
     (layout / "oci-layout").write_text(json.dumps({"imageLayoutVersion": "1.0.0"}))
     (layout / "index.json").write_text(json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries}))
-    (layout / DOCKER_MANIFEST).write_text(json.dumps(list(archive.values())))
+    # docker writes null for an image saved without a name
+    (layout / DOCKER_MANIFEST).write_text(json.dumps([dict(i, RepoTags=i["RepoTags"] or None) for i in archive.values()]))
 
 
 def _save_image(store: Any, layout: Path, image_id: Digest) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -131,7 +132,7 @@ def _save_image(store: Any, layout: Path, image_id: Digest) -> tuple[dict[str, A
                            "config": {"mediaType": OCI_CONFIG, "digest": str(image_id), "size": len(config)},
                            "layers": layers}, separators=(",", ":")).encode()
     m = _blob(layout, manifest)
-    item = {"Config": _blob_name(image_id), "RepoTags": None,
+    item = {"Config": _blob_name(image_id), "RepoTags": [],
             "Layers": [_blob_name(Digest.parse(str(layer["digest"]))) for layer in layers]}
     return {"mediaType": OCI_MANIFEST, "digest": str(m.digest), "size": m.size}, item
 
@@ -314,16 +315,12 @@ def _load_image(store: Any, config: bytes, layers: Sequence[tuple[Path, Descript
         try:
             store.layers.chain(cid)  # stored whole: not read again
         except DistributionError:
-            pending = store.layers.begin(parent, digest=desc.digest if desc else None,
-                                         size=desc.size if desc else None, source=path)
-            try:
+            with store.layers.begin(parent, digest=desc.digest if desc else None, size=desc.size if desc else None,
+                                    source=path) as pending:  # aborted, staging removed, on any error
                 applied = pending.complete()
                 if applied.diff_id != diff_id:
                     raise InvalidLayoutError(f'invalid diffID for layer {i}: expected "{diff_id}", got "{applied.diff_id}"')
                 pending.publish(parent).release()
-            except BaseException:
-                pending.abort()
-                raise
         parent = cid
     image_id: Digest = store.images.put(config)
     return image_id
