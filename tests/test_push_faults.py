@@ -25,7 +25,7 @@ from docker_distribution import errors as E
 from docker_distribution.config import common_fields
 from docker_distribution.layer import LayerProducer
 from docker_distribution.pull import pull_image
-from docker_distribution.push import ImagePushConfig, push, push_image
+from docker_distribution.push import _UPLOAD_NS, ImagePushConfig, push, push_image, upload_key
 from docker_distribution.registry.auth import AuthConfig
 from docker_distribution.store import Store
 from docker_distribution.store.adapters import new_layer_providers_from_store
@@ -216,6 +216,30 @@ def test_a_killed_push_continues_where_it_stopped(registry: Registry, front: Fau
     assert Store(root).verify() == [] and Store(root).leftovers() == []
     _pulls_back(registry.host, f"{repo_name}:v1", tmp_path, image_id)
     assert (registry.storage / "docker/registry/v2/blobs/sha256" / digest[7:9] / digest[7:]).is_dir()
+
+
+def test_a_resumed_upload_whose_held_bytes_differ_starts_over_once(registry: Registry, front: FaultProxy,
+                                                                    tmp_path: Path, repo_name: str) -> None:
+    # A session an earlier run left behind holds the first half of the layer, one byte of it
+    # different: what a resume sees when that run's gzip differed from this run's (the default
+    # level-1 compressor is not byte-identical from run to run, see docker_distribution.layer).
+    ref = f"{front.host}/{repo_name}:v1"
+    store, image_id = _local_image(tmp_path / "s", tmp_path, ref)
+    layer = store.layers.get(store.image_chain_id(image_id))
+    blob = b"".join(LayerProducer(source_diff=(layer.path, layer.split), compression="gzip"))
+    held = bytearray(blob[: len(blob) // 2])
+    held[len(held) // 2] ^= 0xFF
+    front.sessions["front-earlier"] = bytearray(held)  # the front appends to it
+    key = upload_key(dd.parse_normalized_named(ref).name, "gzip", None, layer.diff_id)
+    store.v2_metadata.store.set(_UPLOAD_NS, key,
+                                f"http://{front.host}/v2/{repo_name}/blobs/uploads/front-earlier".encode())
+    _push(store, ref, attempts=1)  # one attempt: the start-over happens within it
+    # the resume sent the second half; the PUT was refused; the whole layer went up in a new session
+    assert _patched(front) == [len(blob) - len(held), len(blob)]
+    assert [m for (m, p, _) in front.requests if m == "PUT" and "front-earlier" in p] == ["PUT"]
+    with pytest.raises(E.ObjectNotFoundError):
+        store.v2_metadata.store.get(_UPLOAD_NS, key)
+    _pulls_back(registry.host, f"{repo_name}:v1", tmp_path, image_id)
 
 
 # --- crash loop ------------------------------------------------------------------------------

@@ -20,7 +20,11 @@ where the filesystem allows.
 Produce (:func:`produce_layer`, or :class:`LayerProducer` for streaming uploads): a directory
 as a deterministic tar (sorted, PAX for long names), or a diff's rebuilt tar, compressed in
 parallel blocks (gzip: 1 MiB members, ISA-L at level 1, libdeflate at others; zstd: 4 MiB
-frames); digest, size and diffID in the same pass.
+frames); digest, size and diffID in the same pass. The tar is always the same; the compressed
+bytes are too, except at gzip level 1 (the default): ISA-L, run at once with other
+compressions, now and then picks a different match near the start of a member (valid gzip of
+the same tar, another digest). A push that resumes an upload therefore starts over when the
+registry refuses the result's digest (see :mod:`docker_distribution.push`).
 """
 
 from __future__ import annotations

@@ -9,11 +9,15 @@ config and a manifest byte-identical to moby's (3-space indent) are pushed.
 
 Beyond moby: an upload whose connection breaks continues from the offset the registry
 reports; the upload location is kept in the metadata store, so a push killed and run again
-continues too. ``compression="zstd"`` pushes OCI zstd layers (with an OCI manifest).
+continues too. If the registry then refuses the digest (the bytes it held came from a run whose
+gzip differed, see :mod:`docker_distribution.layer`), the layer starts over once, in a new
+session, within the same attempt. ``compression="zstd"`` pushes OCI zstd layers (with an OCI
+manifest).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -26,7 +30,9 @@ from .descriptor import Descriptor
 from .digest import Digest
 from .errors import (
     BlobUnknownError,
+    BlobUploadInvalidError,
     BlobUploadUnknownError,
+    DigestInvalidError,
     DistributionError,
     DoNotRetry,
     FallbackError,
@@ -79,6 +85,11 @@ DEFAULT_CHUNK = 16 * 1024 * 1024
 #: layers whose tar is at most this big go up in one monolithic PUT
 MONOLITHIC_MAX = 1024 * 1024
 _UPLOAD_NS = "upload-by-diffid"
+
+
+def upload_key(repo: str, compression: str, level: int | None, diff_id: Digest) -> str:
+    """The V2 metadata key under which an unfinished upload's session location is kept."""
+    return f"{repo}/{compression}-{level}/{diff_id.algorithm}/{diff_id.encoded}"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -442,7 +453,7 @@ class _PushDescriptor:
 
     def _upload_key(self, diff_id: Digest) -> str:
         c = self.pusher.config
-        return f"{self.repo_name.name}/{c.compression}-{c.compression_level}/{diff_id.algorithm}/{diff_id.encoded}"
+        return upload_key(self.repo_name.name, c.compression, c.compression_level, diff_id)
 
     def _resumable_session(self, diff_id: Digest) -> BlobUpload | None:
         """An upload a killed push left behind, if the registry still has it."""
@@ -472,7 +483,8 @@ class _PushDescriptor:
         c = self.pusher.config
         return LayerProducer(source_diff=(layer.path, layer.split), compression=c.compression, level=c.compression_level)
 
-    def _upload(self, ctx: TransferContext, session: BlobUpload, diff_id: Digest) -> Descriptor:
+    def _upload(self, ctx: TransferContext, session: BlobUpload, diff_id: Digest, *,
+                restarted: bool = False) -> Descriptor:
         if self.layer.media_type() != DOCKER_LAYER:
             raise DoNotRetry(DistributionError(f"unsupported layer media type {self.layer.media_type()}"))
         store = self._store()
@@ -487,7 +499,9 @@ class _PushDescriptor:
             store.set(_UPLOAD_NS, key, session.location.encode())
         chunked = session.chunk_min_length is not None
         resumes = 0
+        skipped = False  # whether the registry holds bytes an earlier run of the producer sent
         while True:
+            skipped = skipped or session.offset > 0
             producer = self._produce()
             try:
                 if chunked:
@@ -519,7 +533,22 @@ class _PushDescriptor:
                 log.info("resuming upload of %s at %d bytes", diff_id, session.offset)
         if result.diff_id != diff_id:
             raise DoNotRetry(DistributionError(f"layer {diff_id} rebuilt to {result.diff_id}"))
-        session.commit(result.digest)
+        try:
+            session.commit(result.digest)
+        except (DigestInvalidError, BlobUploadInvalidError):
+            if not skipped or restarted:
+                raise
+            # The bytes held came from another run of the producer, and this run's differ before
+            # the offset: ISA-L's level-1 gzip (the default) is not byte-identical from run to run
+            # when many compressions run at once (layer.py). Start over, once, in a new session.
+            log.warning("the upload of %s resumed at a point where its earlier bytes differ: starting over", diff_id)
+            if store is not None:
+                store.delete(_UPLOAD_NS, key)
+            with contextlib.suppress(DistributionError, OSError):
+                session.cancel()
+            fresh = self.pusher.repo.start_upload()
+            assert isinstance(fresh, BlobUpload)
+            return self._upload(ctx, fresh, diff_id, restarted=True)
         if store is not None:
             store.delete(_UPLOAD_NS, key)
         return self._pushed(ctx, diff_id, result.digest, result.size)
