@@ -34,6 +34,8 @@ from __future__ import annotations
 
 import http.client
 import re
+import select
+import socket
 import threading
 import time
 import uuid
@@ -76,6 +78,7 @@ class FaultProxy:
         self.resumable_uploads = resumable_uploads
         self.sessions: dict[str, bytearray] = {}  # virtual upload sessions (resumable_uploads)
         self.inflight = 0  # requests whose body is still being read
+        self.sending = 0  # of those, the ones whose client has not shut its end yet
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -122,6 +125,20 @@ class FaultProxy:
                     return f
         return None
 
+    def senders_gone(self, timeout: float) -> bool:
+        """Whether every client sending a body has finished or shut its end, within ``timeout``
+        (a throttled read may still be draining what the sockets had buffered)."""
+        deadline = time.monotonic() + timeout
+        while self.sending and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return self.sending == 0
+
+    @staticmethod
+    def _peer_closed(conn: socket.socket) -> bool:
+        p = select.poll()
+        p.register(conn, select.POLLRDHUP)
+        return any(ev & (select.POLLRDHUP | select.POLLHUP | select.POLLERR) for _, ev in p.poll(0))
+
     def _read_body(self, h: BaseHTTPRequestHandler, fault: Fault | None,
                    sink: bytearray | None = None) -> tuple[bytes | None, bool]:
         """The request body as far as it arrives: (bytes, complete). A client that dies or a
@@ -151,7 +168,11 @@ class FaultProxy:
                     if sink is not None:
                         sink.extend(data)
                 if throttle:
-                    time.sleep(len(data) / throttle)
+                    until = time.monotonic() + len(data) / throttle
+                    while (left := until - time.monotonic()) > 0:
+                        if self._peer_closed(h.connection):
+                            self._stopped_sending(h)
+                        time.sleep(min(left, 0.01))
             return True
 
         try:
@@ -175,6 +196,13 @@ class FaultProxy:
         except (OSError, ValueError):
             return b"".join(parts), False
 
+    def _stopped_sending(self, h: BaseHTTPRequestHandler) -> None:
+        """Count the request's client as done sending, once per request."""
+        with self._lock:
+            if getattr(h, "dd_sending", False):
+                setattr(h, "dd_sending", False)
+                self.sending -= 1
+
     @staticmethod
     def _drop(h: BaseHTTPRequestHandler) -> None:
         h.close_connection = True
@@ -187,9 +215,12 @@ class FaultProxy:
         fault = self._take(h.command, h.path)
         with self._lock:
             self.inflight += 1
+            self.sending += 1
+            setattr(h, "dd_sending", True)  # a keep-alive handler serves several requests
         try:
             body, complete = self._read_body(h, fault, self._session_of(h))
         finally:
+            self._stopped_sending(h)
             with self._lock:
                 self.inflight -= 1
         headers: dict[str, str] = {}
