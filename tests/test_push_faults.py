@@ -69,12 +69,18 @@ def _push(store: Store, ref: str, *, attempts: int = 5) -> None:
     push(dd.parse_normalized_named(ref), cfg)
 
 
-def _big_layer(store: Store, image_id: dd.Digest) -> tuple[str, int]:
-    """(compressed digest, size) of the image's big layer as our push produces it."""
+def _big_blob(store: Store, image_id: dd.Digest) -> tuple[dd.Digest, bytes, str]:
+    """(diffID, gzip bytes, their digest) of the image's big layer as our push produces it."""
     layer = store.layers.get(store.image_chain_id(image_id))
     producer = LayerProducer(source_diff=(layer.path, layer.split), compression="gzip")
-    size = sum(len(c) for c in producer)
-    return str(producer.result().digest), size
+    data = b"".join(producer)
+    return layer.diff_id, data, str(producer.result().digest)
+
+
+def _big_layer(store: Store, image_id: dd.Digest) -> tuple[str, int]:
+    """(compressed digest, size) of the image's big layer as our push produces it."""
+    _, data, digest = _big_blob(store, image_id)
+    return digest, len(data)
 
 
 def _patched(p: FaultProxy) -> list[int]:
@@ -225,12 +231,11 @@ def test_a_resumed_upload_whose_held_bytes_differ_starts_over_once(registry: Reg
     # level-1 compressor is not byte-identical from run to run, see docker_distribution.layer).
     ref = f"{front.host}/{repo_name}:v1"
     store, image_id = _local_image(tmp_path / "s", tmp_path, ref)
-    layer = store.layers.get(store.image_chain_id(image_id))
-    blob = b"".join(LayerProducer(source_diff=(layer.path, layer.split), compression="gzip"))
+    diff_id, blob, _ = _big_blob(store, image_id)
     held = bytearray(blob[: len(blob) // 2])
     held[len(held) // 2] ^= 0xFF
     front.sessions["front-earlier"] = bytearray(held)  # the front appends to it
-    key = upload_key(dd.parse_normalized_named(ref).name, "gzip", None, layer.diff_id)
+    key = upload_key(dd.parse_normalized_named(ref).name, "gzip", None, diff_id)
     store.v2_metadata.store.set(_UPLOAD_NS, key,
                                 f"{front.url}/v2/{repo_name}/blobs/uploads/front-earlier".encode())
     _push(store, ref, attempts=1)  # one attempt: the start-over happens within it

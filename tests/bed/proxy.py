@@ -40,6 +40,7 @@ import threading
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -139,10 +140,11 @@ class FaultProxy:
         p.register(conn, select.POLLRDHUP)
         return any(ev & (select.POLLRDHUP | select.POLLHUP | select.POLLERR) for _, ev in p.poll(0))
 
-    def _read_body(self, h: BaseHTTPRequestHandler, fault: Fault | None,
-                   sink: bytearray | None = None) -> tuple[bytes | None, bool]:
+    def _read_body(self, h: BaseHTTPRequestHandler, fault: Fault | None, sink: bytearray | None,
+                   peer_closed: Callable[[], None]) -> tuple[bytes | None, bool]:
         """The request body as far as it arrives: (bytes, complete). A client that dies or a
-        ``cut_request_after`` leaves it incomplete. ``sink`` gets every byte as it arrives."""
+        ``cut_request_after`` leaves it incomplete. ``sink`` gets every byte as it arrives;
+        ``peer_closed`` is called when the client shuts its end during a throttled read."""
         limit = fault.cut_request_after if fault else None
         throttle = fault.throttle if fault else None
         path = h.path.split("?")[0]
@@ -171,7 +173,7 @@ class FaultProxy:
                     until = time.monotonic() + len(data) / throttle
                     while (left := until - time.monotonic()) > 0:
                         if self._peer_closed(h.connection):
-                            self._stopped_sending(h)
+                            peer_closed()
                         time.sleep(min(left, 0.01))
             return True
 
@@ -196,13 +198,6 @@ class FaultProxy:
         except (OSError, ValueError):
             return b"".join(parts), False
 
-    def _stopped_sending(self, h: BaseHTTPRequestHandler) -> None:
-        """Count the request's client as done sending, once per request."""
-        with self._lock:
-            if getattr(h, "dd_sending", False):
-                setattr(h, "dd_sending", False)
-                self.sending -= 1
-
     @staticmethod
     def _drop(h: BaseHTTPRequestHandler) -> None:
         h.close_connection = True
@@ -213,14 +208,22 @@ class FaultProxy:
 
     def _handle(self, h: BaseHTTPRequestHandler) -> None:
         fault = self._take(h.command, h.path)
+        sending = True
+
+        def stopped_sending() -> None:  # once per request
+            nonlocal sending
+            with self._lock:
+                if sending:
+                    sending = False
+                    self.sending -= 1
+
         with self._lock:
             self.inflight += 1
             self.sending += 1
-            setattr(h, "dd_sending", True)  # a keep-alive handler serves several requests
         try:
-            body, complete = self._read_body(h, fault, self._session_of(h))
+            body, complete = self._read_body(h, fault, self._session_of(h), stopped_sending)
         finally:
-            self._stopped_sending(h)
+            stopped_sending()
             with self._lock:
                 self.inflight -= 1
         headers: dict[str, str] = {}
