@@ -257,36 +257,84 @@ impl<W: Write> Write for HashingWriter<W> {
     }
 }
 
-/// Sends fixed-size blocks of the tar to the compression workers, hashing them for the diffID.
-struct BlockSink {
-    tx: SyncSender<(u64, Vec<u8>)>,
+/// One block of the tar on its way to a compressor: its place in the stream, the buffer (always
+/// `block` bytes long, so it can be read into) and how much of it is tar.
+struct Block {
+    index: u64,
     buf: Vec<u8>,
+    len: usize,
+}
+
+/// Bytes read from a tar source at a time, and hashed at once while they are still in the core's
+/// cache; a smaller piece than a whole block, which would not fit.
+const READ_PIECE: usize = 128 << 10;
+
+/// Cuts the tar into fixed-size blocks for the compression workers, hashing it for the diffID.
+/// Buffers come back from the workers once compressed and are filled again, so the tar is never
+/// copied through a staging buffer and no block costs fresh pages (zeroed by the kernel) either.
+struct BlockSink {
+    tx: SyncSender<Block>,
+    free: Receiver<Vec<u8>>,
+    buf: Vec<u8>,
+    len: usize,
     block: usize,
     index: u64,
     digester: Digester,
+    tar_bytes: Arc<AtomicU64>,
 }
 
 impl BlockSink {
+    fn new(tx: SyncSender<Block>, free: Receiver<Vec<u8>>, block: usize, tar_bytes: Arc<AtomicU64>) -> BlockSink {
+        BlockSink { tx, free, buf: vec![0u8; block], len: 0, block, index: 0, digester: Digester::new(Algorithm::Sha256), tar_bytes }
+    }
+
     fn flush_block(&mut self) -> io::Result<()> {
-        if self.buf.is_empty() {
+        if self.len == 0 {
             return Ok(());
         }
-        let block = std::mem::replace(&mut self.buf, Vec::with_capacity(self.block));
-        self.tx.send((self.index, block)).map_err(|_| Error::Cancelled.into_io())?;
+        // a returned buffer if there is one; otherwise every buffer is queued or being compressed,
+        // and those are bounded by the queue's depth and the workers' count
+        let next = self.free.try_recv().unwrap_or_else(|_| vec![0u8; self.block]);
+        let buf = std::mem::replace(&mut self.buf, next);
+        self.tx.send(Block { index: self.index, buf, len: self.len }).map_err(|_| Error::Cancelled.into_io())?;
+        self.len = 0;
         self.index += 1;
         Ok(())
+    }
+
+    fn took(&mut self, n: usize) {
+        self.digester.update(&self.buf[self.len..self.len + n]);
+        self.tar_bytes.fetch_add(n as u64, Ordering::Relaxed);
+        self.len += n;
+    }
+
+    /// Read all of `r` straight into the blocks.
+    fn fill_from(&mut self, r: &mut dyn Read) -> Result<()> {
+        loop {
+            let end = (self.len + READ_PIECE).min(self.block);
+            let n = match r.read(&mut self.buf[self.len..end]) {
+                Ok(0) => return Ok(()),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(Error::from_io(e)),
+            };
+            self.took(n);
+            if self.len == self.block {
+                self.flush_block()?;
+            }
+        }
     }
 }
 
 impl Write for BlockSink {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        self.digester.update(data);
         let mut rest = data;
         while !rest.is_empty() {
-            let take = (self.block - self.buf.len()).min(rest.len());
-            self.buf.extend_from_slice(&rest[..take]);
+            let take = (self.block - self.len).min(rest.len());
+            self.buf[self.len..self.len + take].copy_from_slice(&rest[..take]);
+            self.took(take);
             rest = &rest[take..];
-            if self.buf.len() == self.block {
+            if self.len == self.block {
                 self.flush_block()?;
             }
         }
@@ -333,26 +381,52 @@ impl BlockCompressor {
         })
     }
 
-    fn compress(&mut self, block: &[u8]) -> Result<Vec<u8>> {
+    /// Compress `block` into `out` (a buffer used before, or empty), returning how many of its
+    /// bytes are the result. The buffer keeps its length between uses, so it is zeroed once.
+    fn compress(&mut self, block: &[u8], out: &mut Vec<u8>) -> Result<usize> {
+        let fit = |out: &mut Vec<u8>, bound: usize| {
+            if out.len() < bound {
+                out.resize(bound, 0);
+            }
+        };
         match self {
             BlockCompressor::Isal => {
                 // stored blocks cost 5 bytes per 64 KiB; header and trailer fit in the slack
-                let mut out = vec![0u8; block.len() + block.len() / 64 + 4096];
-                let n = isal::compress_into(block, &mut out, isal::CompressionLevel::One, isal::Codec::Gzip)
-                    .map_err(|e| Error::InvalidLayer(format!("gzip: {e}")))?;
-                out.truncate(n);
-                Ok(out)
+                fit(out, block.len() + block.len() / 64 + 4096);
+                isal::compress_into(block, out, isal::CompressionLevel::One, isal::Codec::Gzip)
+                    .map_err(|e| Error::InvalidLayer(format!("gzip: {e}")))
             }
             BlockCompressor::Gzip(c) => {
-                let mut out = vec![0u8; c.gzip_compress_bound(block.len())];
-                let n = c.gzip_compress(block, &mut out).map_err(|e| Error::InvalidLayer(format!("gzip: {e}")))?;
-                out.truncate(n);
-                Ok(out)
+                fit(out, c.gzip_compress_bound(block.len()));
+                c.gzip_compress(block, out).map_err(|e| Error::InvalidLayer(format!("gzip: {e}")))
             }
-            BlockCompressor::Zstd(c) => Ok(c.compress(block)?),
+            BlockCompressor::Zstd(c) => {
+                // zstd writes into the spare capacity and sets the length itself
+                out.clear();
+                out.reserve(zstd::zstd_safe::compress_bound(block.len()));
+                c.compress_to_buffer(block, out)?;
+                Ok(out.len())
+            }
         }
     }
 }
+
+/// Compressed blocks' buffers, given back by the writer once written and taken again by the
+/// workers; as many as are ever in flight at once.
+#[derive(Clone, Default)]
+struct OutPool(Arc<Mutex<Vec<Vec<u8>>>>);
+
+impl OutPool {
+    fn take(&self) -> Vec<u8> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).pop().unwrap_or_default()
+    }
+    fn give(&self, buf: Vec<u8>) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).push(buf);
+    }
+}
+
+/// A compressed block: its place in the stream, its buffer, and how much of that is output.
+type Compressed = (u64, Vec<u8>, usize);
 
 /// Blocks compressed at once, process-wide: one per core. A push produces up to five layers at
 /// once, each with its own workers; without this bound three producers ran six compressors on
@@ -396,40 +470,46 @@ impl Drop for Slot {
 fn parallel_blocks<W: Write>(source: Source, codec: BlockCodec, threads: usize, out: &mut W, tar_bytes: Arc<AtomicU64>)
                             -> Result<(Digest, u64)> {
     let compressors = (0..threads).map(|_| BlockCompressor::new(codec)).collect::<Result<Vec<_>>>()?;
-    let (block_tx, block_rx) = sync_channel::<(u64, Vec<u8>)>(threads * 2);
+    let (block_tx, block_rx) = sync_channel::<Block>(threads * 2);
     let block_rx = Arc::new(Mutex::new(block_rx));
-    let (done_tx, done_rx) = channel::<Result<(u64, Vec<u8>)>>();
+    let (free_tx, free_rx) = channel::<Vec<u8>>();
+    let (done_tx, done_rx) = channel::<Result<Compressed>>();
+    let outs = OutPool::default();
     let mut workers = Vec::new();
     for mut comp in compressors {
-        let rx = block_rx.clone();
-        let tx = done_tx.clone();
+        let (rx, tx, free, outs) = (block_rx.clone(), done_tx.clone(), free_tx.clone(), outs.clone());
         workers.push(thread::Builder::new().name("dd-compress".into()).spawn(move || {
             loop {
                 let next = rx.lock().expect("block queue").recv();
-                let Ok((i, block)) = next else { break };
+                let Ok(Block { index, buf, len }) = next else { break };
                 let r = {
                     let _slot = CompressSlots::get().acquire();
-                    comp.compress(&block).map(|c| (i, c))
+                    let mut out = outs.take();
+                    comp.compress(&buf[..len], &mut out).map(|n| (index, out, n))
                 };
+                let _ = free.send(buf); // the producer may be gone already
                 if tx.send(r).is_err() {
                     break;
                 }
             }
         })?);
     }
-    drop(done_tx);
+    drop((done_tx, free_tx));
     let producer = thread::Builder::new().name("dd-tar".into()).spawn(move || -> Result<(Digest, u64)> {
         let block = match codec {
             BlockCodec::Gzip(_) => GZIP_BLOCK,
             BlockCodec::Zstd(_) => ZSTD_BLOCK,
         };
-        let mut sink = BlockSink { tx: block_tx, buf: Vec::with_capacity(block), block, index: 0, digester: Digester::new(Algorithm::Sha256) };
-        write_tar(source, &mut Counting { inner: &mut sink, n: tar_bytes })?;
+        let mut sink = BlockSink::new(block_tx, free_rx, block, tar_bytes);
+        match source {
+            Source::Tar(mut r) => sink.fill_from(&mut r)?,
+            dir @ Source::Dir { .. } => write_tar(dir, &mut sink)?,
+        }
         sink.flush_block()?;
         let n = sink.digester.written();
         Ok((sink.digester.finalize(), n))
     })?;
-    let written = reorder(done_rx, out);
+    let written = reorder(done_rx, out, &outs);
     // an early write error drops the receiver; the producer then stops at its next send
     let produced = producer.join().map_err(|_| Error::InvalidLayer("tar thread panicked".into()))?;
     for w in workers {
@@ -440,14 +520,15 @@ fn parallel_blocks<W: Write>(source: Source, codec: BlockCodec, threads: usize, 
 }
 
 /// Write compressed blocks in their original order as they arrive from the workers.
-fn reorder<W: Write>(rx: Receiver<Result<(u64, Vec<u8>)>>, out: &mut W) -> Result<()> {
-    let mut pending: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
+fn reorder<W: Write>(rx: Receiver<Result<Compressed>>, out: &mut W, outs: &OutPool) -> Result<()> {
+    let mut pending: BTreeMap<u64, (Vec<u8>, usize)> = BTreeMap::new();
     let mut next = 0u64;
     for r in rx {
-        let (i, data) = r?;
-        pending.insert(i, data);
-        while let Some(data) = pending.remove(&next) {
-            out.write_all(&data)?;
+        let (i, data, n) = r?;
+        pending.insert(i, (data, n));
+        while let Some((data, n)) = pending.remove(&next) {
+            out.write_all(&data[..n])?;
+            outs.give(data);
             next += 1;
         }
     }
