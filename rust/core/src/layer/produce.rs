@@ -45,7 +45,8 @@ const ZSTD_BLOCK: usize = 4 << 20;
 /// which use the double-fast match finder) before compressing it. On `big` that bought 0.33% in
 /// size and cost 9-12% of the compression CPU (single thread, level 3, 8 alternating rounds:
 /// 2.32-3.01 s with it, 2.04-2.85 s without; zstd 1.5.4, Debian's CLI, has no such stage). At
-/// level 1 no difference showed, and from level 5 up the match finder dominates.
+/// levels 1 and 7 no difference showed (level 1 splits by a cheaper rule; at 7 the match
+/// finder dominates), so the other levels keep the stage.
 const UNSPLIT_LEVELS: std::ops::RangeInclusive<i32> = 2..=4;
 /// libzstd pre-splits only blocks of 128 KiB; a maximum just under it turns the stage off (the
 /// direct switch, `ZSTD_c_blockSplitterLevel`, is not in zstd-safe's parameters).
