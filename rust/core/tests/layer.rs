@@ -559,3 +559,52 @@ fn zstd_blocks_are_not_pre_split_at_the_double_fast_levels() {
         assert!(back == tar, "level {level}: round trip");
     }
 }
+
+#[test]
+fn a_slow_output_holds_the_producer_back() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+
+    /// Output whose first write waits a second (an upload that has not started yet), then notes
+    /// how much tar the producer had taken by then.
+    struct Slow {
+        taken: Arc<AtomicU64>,
+        seen: Option<u64>,
+    }
+    impl Write for Slow {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if self.seen.is_none() {
+                std::thread::sleep(std::time::Duration::from_secs(1));
+                self.seen = Some(self.taken.load(Ordering::Relaxed));
+            }
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    // 128 MiB that does not compress: unbounded, all of it is read and compressed within the second
+    let mut data = vec![0u8; 128 << 20];
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    for chunk in data.chunks_mut(8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
+    }
+    let tar = tar_of(&[("r", tar::EntryType::Regular, &data, None)]);
+    drop(data);
+    for (codec, block) in [(Codec::Gzip { level: 1 }, 1u64 << 20), (Codec::Zstd { level: 3 }, 4 << 20)] {
+        let taken = Arc::new(AtomicU64::new(0));
+        let mut out = Slow { taken: taken.clone(), seen: None };
+        let p = dd_core::layer::produce::produce_counting(Source::Tar(Box::new(std::io::Cursor::new(tar.clone()))), codec, 2,
+                                                          &mut out, taken).unwrap();
+        assert_eq!(p.uncompressed_size, tar.len() as u64, "{codec:?}");
+        // 32 MiB compressed and not written (as much tar, as it does not compress), one more block
+        // from each worker, and the blocks filling and queued: 2 × 2 workers
+        let seen = out.seen.expect("written");
+        let bound = (32 << 20) + 8 * block;
+        assert!(seen <= bound, "{codec:?}: {seen} bytes of tar taken before the first write returned (bound {bound})");
+    }
+}
