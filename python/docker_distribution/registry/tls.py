@@ -25,10 +25,11 @@ import warnings
 from typing import TYPE_CHECKING, Any
 
 import requests
-from requests.adapters import HTTPAdapter
 from requests.utils import DEFAULT_CA_BUNDLE_PATH
 from urllib3.exceptions import InsecureRequestWarning
 from urllib3.util.ssl_ import create_urllib3_context
+
+from .connection import AbortingAdapter
 
 if TYPE_CHECKING:
     from requests.adapters import _HostParams, _PoolKwargs
@@ -77,8 +78,9 @@ def tls_context(verify: bool | str, cert: tuple[str, str] | str | None = None) -
     return ctx
 
 
-class TLSAdapter(HTTPAdapter):
-    """``requests``' adapter with the connection pools keyed by, and built with, a shared context."""
+class TLSAdapter(AbortingAdapter):
+    """``requests``' adapter with the connection pools keyed by, and built with, a shared context
+    (and connections that reset rather than flush an abandoned request: :mod:`.connection`)."""
 
     def build_connection_pool_key_attributes(self, request: requests.PreparedRequest, verify: bool | str,
                                              cert: str | tuple[str, str] | None = None) -> tuple[_HostParams, _PoolKwargs]:

@@ -2,7 +2,8 @@
 
 * One pooled ``requests.Session`` per :class:`Transport`; User-Agent plus the caller's
   meta headers on every request; connect and read timeouts. Its TLS connections share one
-  context per trust setting (:mod:`.tls`).
+  context per trust setting (:mod:`.tls`), and a connection closed with its request
+  unanswered drops what it still had to send (:mod:`.connection`).
 * Redirects are followed here (at most 10, moby's limit) so that ``Authorization`` is only
   ever computed for the endpoint that was pinged: a redirect to blob storage or a CDN, or
   to any other host, gets none. ``Accept`` and ``Range`` are carried over, as moby does.
@@ -46,6 +47,7 @@ from ..errors import (
 )
 from .auth import Authorizer, ChallengeManager, parse_challenges
 from .service import APIEndpoint
+from .connection import AbortingAdapter
 from .tls import TLSAdapter, quiet_insecure
 
 __all__ = [
@@ -175,6 +177,7 @@ class Transport:
         if session is None:
             session = requests.Session()
             session.mount("https://", TLSAdapter())  # one TLS context per trust setting, not per connection
+            session.mount("http://", AbortingAdapter())  # an abandoned upload is not flushed after we gave up
         self.session = session
         self.session.trust_env = True  # proxies from the environment, as moby
         host = urlsplit(endpoint.url).hostname
