@@ -8,6 +8,7 @@
 use std::io::{self, BufReader, Read};
 
 use crate::error::{Error, Result};
+use crate::reading::read_full;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Compression {
@@ -55,15 +56,7 @@ const BUFFER: usize = 256 * 1024;
 /// Peek at the stream, detect its compression, and return a reader of the decompressed bytes.
 pub fn decompress<'a, R: Read + 'a>(mut input: R) -> Result<(Compression, Box<dyn Read + 'a>)> {
     let mut head = [0u8; 10];
-    let mut got = 0;
-    while got < head.len() {
-        match input.read(&mut head[got..]) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(Error::from_io(e)),
-        }
-    }
+    let got = read_full(&mut input, &mut head).map_err(Error::from_io)?;
     let kind = Compression::detect(&head[..got]);
     let buffered = BufReader::with_capacity(BUFFER, io::Cursor::new(head[..got].to_vec()).chain(input));
     let reader: Box<dyn Read + 'a> = match kind {
@@ -85,16 +78,7 @@ struct Filled<R>(R);
 
 impl<R: Read> Read for Filled<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let mut got = 0;
-        while got < buf.len() {
-            match self.0.read(&mut buf[got..]) {
-                Ok(0) => break,
-                Ok(n) => got += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(got)
+        read_full(&mut self.0, buf)
     }
 }
 

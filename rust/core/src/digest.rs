@@ -13,6 +13,7 @@ use std::str::FromStr;
 use sha2::{Digest as _, Sha256, Sha384, Sha512};
 
 use crate::error::{Error, Result};
+use crate::reading::read_once;
 
 /// Read buffer for file hashing: large enough to amortise syscalls, small enough for the L2 cache.
 const READ_BUFFER: usize = 1 << 20;
@@ -177,11 +178,9 @@ impl Digester {
     pub fn update_from<R: Read>(&mut self, mut reader: R) -> Result<()> {
         let mut buf = vec![0u8; READ_BUFFER];
         loop {
-            match reader.read(&mut buf) {
-                Ok(0) => return Ok(()),
-                Ok(n) => self.update(&buf[..n]),
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e.into()),
+            match read_once(&mut reader, &mut buf)? {
+                0 => return Ok(()),
+                n => self.update(&buf[..n]),
             }
         }
     }

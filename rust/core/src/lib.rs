@@ -6,6 +6,7 @@
 //! * [`compression`]: detection by magic bytes and streaming decoders.
 //! * [`verify`]: readers that check size and digest at EOF.
 //! * [`pipe`]: a bounded pipe so stages on different threads overlap.
+//! * [`reading`]: reads that ride out `EINTR`.
 //! * [`layer`]: applying, rebuilding and producing layer tars.
 #![forbid(unsafe_code)]
 
@@ -15,6 +16,7 @@ pub mod digest;
 pub mod error;
 pub mod layer;
 pub mod pipe;
+pub mod reading;
 pub mod verify;
 
 pub use digest::{Algorithm, Digest, Digester};

@@ -41,6 +41,7 @@ use crate::compression::{decompress, Compression};
 use crate::digest::{Algorithm, Digest, Digester};
 use crate::error::{Error, Result};
 use crate::pipe::{pipe, PipeReader, PipeWriter};
+use crate::reading::{read_full, read_once};
 use crate::verify::VerifyingReader;
 
 /// Size of the chunks handed from the decoder thread to the writer thread.
@@ -214,15 +215,7 @@ fn decode_into<R: Read + Send>(
             // a chunk the untar side is done with, else a new one; only bytes never written are zeroed
             let mut buf = recycled.try_recv().unwrap_or_default();
             buf.resize(CHUNK, 0);
-            let mut filled = 0;
-            while filled < CHUNK {
-                match dec.read(&mut buf[filled..]) {
-                    Ok(0) => break,
-                    Ok(n) => filled += n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(Error::from_io(e)),
-                }
-            }
+            let filled = read_full(&mut dec, &mut buf).map_err(Error::from_io)?;
             if filled == 0 {
                 break;
             }
@@ -678,11 +671,9 @@ fn xattrs<R: Read>(entry: &mut tar::Entry<'_, R>) -> Vec<(OsString, Vec<u8>)> {
 fn copy_content<R: Read>(entry: &mut R, out: &mut fs::File, buf: &mut [u8]) -> Result<u64> {
     let mut n = 0u64;
     loop {
-        let k = match entry.read(buf) {
-            Ok(0) => return Ok(n),
-            Ok(k) => k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(tar_error(e)),
+        let k = match read_once(entry, buf).map_err(tar_error)? {
+            0 => return Ok(n),
+            k => k,
         };
         out.write_all(&buf[..k])?;
         n += k as u64;

@@ -27,6 +27,7 @@ use std::thread;
 
 use crate::digest::{Algorithm, Digest, Digester};
 use crate::error::{Error, Result};
+use crate::reading::read_once;
 
 /// The default gzip level: 1, compressed by ISA-L (levels 2-12 by libdeflate). Its output is
 /// within 10% of zlib -6 at four times libdeflate's level-6 speed (measured in benches/).
@@ -104,15 +105,11 @@ fn write_tar<W: Write>(source: Source, out: &mut W) -> Result<()> {
         Source::Tar(mut r) => {
             let mut buf = vec![0u8; 1 << 20];
             loop {
-                let n = match r.read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(n) => n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(Error::from_io(e)),
-                };
-                out.write_all(&buf[..n])?;
+                match read_once(&mut r, &mut buf).map_err(Error::from_io)? {
+                    0 => return Ok(()),
+                    n => out.write_all(&buf[..n])?,
+                }
             }
-            Ok(())
         }
         Source::Dir { path, mtime } => {
             let mut builder = tar::Builder::new(out);
@@ -314,11 +311,9 @@ impl BlockSink {
     fn fill_from(&mut self, r: &mut dyn Read) -> Result<()> {
         loop {
             let end = (self.len + READ_PIECE).min(self.block);
-            let n = match r.read(&mut self.buf[self.len..end]) {
-                Ok(0) => return Ok(()),
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(Error::from_io(e)),
+            let n = match read_once(r, &mut self.buf[self.len..end]).map_err(Error::from_io)? {
+                0 => return Ok(()),
+                n => n,
             };
             self.took(n);
             if self.len == self.block {
