@@ -62,6 +62,11 @@ impl<R: Read> VerifyingReader<R> {
         self.digester.written()
     }
 
+    /// The algorithm the stream is hashed with.
+    pub fn algorithm(&self) -> Algorithm {
+        self.digester.algorithm()
+    }
+
     /// Whether a digest or size was promised (so reading to the end proves something).
     pub fn has_expectations(&self) -> bool {
         self.expected.is_some() || self.size.is_some()

@@ -64,6 +64,26 @@ fn gzip_layer_applies_and_reports_digests() {
 }
 
 #[test]
+fn an_uncompressed_layer_s_diff_id_is_the_sha256_of_its_tar_whatever_its_digest() {
+    // the applier hashes an uncompressed sha256 blob once, for its digest and its diffID alike
+    let tar = tar_of(&[("a", tar::EntryType::Regular, b"uncompressed\n", None)]);
+    let sha256 = Digest::of_bytes(Algorithm::Sha256, &tar);
+    for expected in [None, Some(sha256.clone()), Some(Digest::of_bytes(Algorithm::Sha512, &tar))] {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = ApplyOptions { expected_digest: expected.clone(), expected_size: Some(tar.len() as u64), ..rootfs() };
+        let a = apply_bytes(tar.clone(), dir.path(), &opts).unwrap();
+        assert_eq!(a.compression, Compression::None);
+        assert_eq!(a.diff_id, sha256);
+        assert_eq!(a.digest, expected.unwrap_or_else(|| sha256.clone()));
+        assert_eq!((a.size, a.uncompressed_size), (tar.len() as u64, tar.len() as u64));
+    }
+    // a lying digest is still refused
+    let dir = tempfile::tempdir().unwrap();
+    let opts = ApplyOptions { expected_digest: Some(Digest::of_bytes(Algorithm::Sha256, b"other")), ..rootfs() };
+    assert!(matches!(apply_bytes(tar, dir.path(), &opts), Err(Error::DigestMismatch { .. })));
+}
+
+#[test]
 fn diff_mode_stages_and_rebuilds_the_identical_tar() {
     let tar = tar_of(&[
         ("a/", tar::EntryType::Directory, b"", None),

@@ -28,6 +28,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::thread;
 
@@ -145,16 +147,21 @@ fn run<R: Read + Send + 'static>(input: R, root: &Path, opts: &ApplyOptions, spl
     let expected = opts.expected_digest.clone();
     let size = opts.expected_size;
     let max_bytes = opts.limits.max_bytes;
+    // an uncompressed sha256 layer: its digest is its diffID, so the decoder's hash serves for both
+    let tar_is_blob = Arc::new(AtomicBool::new(false));
+    let tar_is_blob_ = tar_is_blob.clone();
     let decoder = thread::Builder::new()
         .name("dd-layer-decode".into())
-        .spawn(move || decode_into(input, expected, size, max_bytes, tx, recycle_rx))?;
-    let hasher = thread::Builder::new().name("dd-layer-diffid".into()).spawn(move || hash_through(rx, hashed_tx))?;
+        .spawn(move || decode_into(input, expected, size, max_bytes, tx, recycle_rx, &tar_is_blob_))?;
+    let hasher = thread::Builder::new()
+        .name("dd-layer-diffid".into())
+        .spawn(move || hash_through(rx, hashed_tx, &tar_is_blob))?;
     let untarred = untar(hashed_rx, root, opts, split);
     let hashed = hasher.join().map_err(|_| Error::InvalidLayer("diffID thread panicked".into()))?;
     let decoded = decoder.join().map_err(|_| Error::InvalidLayer("decoder thread panicked".into()))?;
     match (decoded, hashed, untarred) {
         (Ok(d), Ok((diff_id, uncompressed_size)), Ok((entries, content_size))) => Ok(Applied {
-            diff_id,
+            diff_id: diff_id.unwrap_or_else(|| d.digest.clone()),
             digest: d.digest,
             size: d.size,
             uncompressed_size,
@@ -170,19 +177,24 @@ fn run<R: Read + Send + 'static>(input: R, root: &Path, opts: &ApplyOptions, spl
     }
 }
 
-/// The diffID thread: hash each chunk of the tar and pass it on unchanged.
-fn hash_through(mut rx: PipeReader, tx: PipeWriter) -> Result<(Digest, u64)> {
+/// The diffID thread: hash each chunk of the tar and pass it on unchanged. When the decoder has
+/// said (before its first chunk) that the tar is the blob itself, hashed with sha256 already,
+/// only the bytes are counted and the diffID is left to the decoder's digest (`None`).
+fn hash_through(mut rx: PipeReader, tx: PipeWriter, tar_is_blob: &AtomicBool) -> Result<(Option<Digest>, u64)> {
     let mut diff = Digester::new(Algorithm::Sha256);
+    let mut n = 0u64;
     loop {
         match rx.next_chunk() {
             Ok(Some(chunk)) => {
-                diff.update(&chunk);
+                if !tar_is_blob.load(Ordering::Acquire) {
+                    diff.update(&chunk);
+                }
+                n += chunk.len() as u64;
                 tx.send(chunk)?; // the writer stopped: returning drops `rx`, which stops the decoder
             }
             Ok(None) => {
                 tx.close();
-                let n = diff.written();
-                return Ok((diff.finalize(), n));
+                return Ok(((!tar_is_blob.load(Ordering::Acquire)).then(|| diff.finalize()), n));
             }
             Err(e) => {
                 tx.fail(e.to_string()); // the decoder's failure: it reports it itself
@@ -206,11 +218,14 @@ fn decode_into<R: Read + Send>(
     max_bytes: u64,
     tx: PipeWriter,
     recycled: Receiver<Vec<u8>>,
+    tar_is_blob: &AtomicBool,
 ) -> Result<Decoded> {
     let mut verifier = VerifyingReader::new(input, expected, size);
+    let sha256 = verifier.algorithm() == Algorithm::Sha256;
     let mut uncompressed = 0u64;
     let res = (|| -> Result<Compression> {
         let (kind, mut dec) = decompress(&mut verifier)?;
+        tar_is_blob.store(kind == Compression::None && sha256, Ordering::Release);
         loop {
             // a chunk the untar side is done with, else a new one; only bytes never written are zeroed
             let mut buf = recycled.try_recv().unwrap_or_default();
