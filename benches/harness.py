@@ -94,6 +94,9 @@ class Usage:
     #: CPU seconds the hypervisor gave to other guests during the run, over all vCPUs (the
     #: ``steal`` column of /proc/stat): capacity the run could not have, whoever it was
     steal: float = 0.0
+    #: CPU seconds of the registries serving the run (not in ``cpu``): on this machine they
+    #: share the same cores, so a push's registry receiving and hashing it is part of its cost
+    registry_cpu: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -115,8 +118,10 @@ class Meter:
     children_cpu = 0.0
     active: set[int] = set()  # pids started by run_child and still running
 
-    def __init__(self, daemon_pids: Callable[[], list[int]] = list) -> None:
+    def __init__(self, daemon_pids: Callable[[], list[int]] = list,
+                 registry_pids: Callable[[], list[int]] = list) -> None:
         self.daemon_pids = daemon_pids
+        self.registry_pids = registry_pids
 
     def __call__(self, run: Callable[[], object]) -> Usage:
         import resource
@@ -138,6 +143,8 @@ class Meter:
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
         daemon_cpu = sum(_cpu_seconds(p) for p in pids)
+        registries = self.registry_pids()
+        registry_cpu = sum(_cpu_seconds(p) for p in registries)
         base = _rss_kib(os.getpid())
         r0 = resource.getrusage(resource.RUSAGE_SELF)
         steal0 = steal_seconds()
@@ -155,10 +162,11 @@ class Meter:
         if isinstance(out, Reported):  # the child timed its work itself (see pypeers)
             wall, children_cpu = out.wall, out.cpu
         cpu += children_cpu + sum(_cpu_seconds(p) for p in pids) - daemon_cpu
+        registry_cpu = sum(_cpu_seconds(p) for p in registries) - registry_cpu
         in_process = children_peak == 0  # ours ran in this process
         own = _peak_kib(os.getpid()) if in_process else 0
         rss = own + children_peak + sum(_peak_kib(p) for p in pids)
-        return Usage(wall, cpu, rss / 1024, base / 1024 if in_process else 0.0, steal)
+        return Usage(wall, cpu, rss / 1024, base / 1024 if in_process else 0.0, steal, registry_cpu)
 
 
 def steal_seconds() -> float:
