@@ -358,7 +358,8 @@ def main() -> None:
             timed(f"ours: push{name} gzip (compress on the fly)", push_reset, ours_push(iid, "gzip", f"gzip{name}"), moved)
             timed(f"skopeo copy oci:(raw tars) docker://{name} (pgzip on the fly)", push_reset,
                   skopeo_push(raw, "gzip", f"skopeo{name}"), moved)
-            if not name:  # sources not in the page cache: our diffs are 38k small files, skopeo's one tar each
+            if not name:
+                # sources not in the page cache: our diffs are 38k small files, skopeo's one tar each
                 timed(PUSH_COLD, lambda: push_reset(warm=False), ours_push(iid, "gzip", "gzip-cold"), moved)
                 timed(SKOPEO_PUSH_COLD, lambda: push_reset(warm=False), skopeo_push(raw, "gzip", "skopeo-cold"), moved)
                 # level-3 compression alone, in one worker (the least CPU it takes): with the registry's

@@ -1,6 +1,7 @@
 //! Applying a layer: one pass of verify (compressed digest and size), decompress, diffID, untar.
 //!
-//! Threads overlap the work: one verifies and decompresses, one hashes the tar (the diffID),
+//! Threads overlap the work: one verifies and decompresses, one hashes the tar (the diffID; for
+//! an uncompressed sha256 blob the verified digest is the diffID, and only bytes are counted),
 //! one parses it and writes the directories, links and big files, and two [`super::writers`]
 //! create the small files. Bounded pipes of 1 MiB chunks join the first three (a chunk moves
 //! on, it is not copied), so memory stays small whatever the layer's size. A layer of big files
@@ -149,13 +150,13 @@ fn run<R: Read + Send + 'static>(input: R, root: &Path, opts: &ApplyOptions, spl
     let max_bytes = opts.limits.max_bytes;
     // an uncompressed sha256 layer: its digest is its diffID, so the decoder's hash serves for both
     let tar_is_blob = Arc::new(AtomicBool::new(false));
-    let tar_is_blob_ = tar_is_blob.clone();
+    let (said, heard) = (tar_is_blob.clone(), tar_is_blob);
     let decoder = thread::Builder::new()
         .name("dd-layer-decode".into())
-        .spawn(move || decode_into(input, expected, size, max_bytes, tx, recycle_rx, &tar_is_blob_))?;
+        .spawn(move || decode_into(input, expected, size, max_bytes, tx, recycle_rx, &said))?;
     let hasher = thread::Builder::new()
         .name("dd-layer-diffid".into())
-        .spawn(move || hash_through(rx, hashed_tx, &tar_is_blob))?;
+        .spawn(move || hash_through(rx, hashed_tx, &heard))?;
     let untarred = untar(hashed_rx, root, opts, split);
     let hashed = hasher.join().map_err(|_| Error::InvalidLayer("diffID thread panicked".into()))?;
     let decoded = decoder.join().map_err(|_| Error::InvalidLayer("decoder thread panicked".into()))?;
