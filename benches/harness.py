@@ -97,6 +97,8 @@ class Usage:
     #: CPU seconds of the registries serving the run (not in ``cpu``): on this machine they
     #: share the same cores, so a push's registry receiving and hashing it is part of its cost
     registry_cpu: float = 0.0
+    #: CPU seconds the whole machine worked during the run, over all cores (see :func:`busy_seconds`)
+    busy: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -147,13 +149,13 @@ class Meter:
         registry_cpu = sum(_cpu_seconds(p) for p in registries)
         base = _rss_kib(os.getpid())
         r0 = resource.getrusage(resource.RUSAGE_SELF)
-        steal0 = steal_seconds()
+        steal0, busy0 = steal_seconds(), busy_seconds()
         t0 = time.perf_counter()
         try:
             out = run()
         finally:
             wall = time.perf_counter() - t0
-            steal = steal_seconds() - steal0
+            steal, busy = steal_seconds() - steal0, busy_seconds() - busy0
             stop.set()
             sampler.join()
         r1 = resource.getrusage(resource.RUSAGE_SELF)
@@ -166,16 +168,30 @@ class Meter:
         in_process = children_peak == 0  # ours ran in this process
         own = _peak_kib(os.getpid()) if in_process else 0
         rss = own + children_peak + sum(_peak_kib(p) for p in pids)
-        return Usage(wall, cpu, rss / 1024, base / 1024 if in_process else 0.0, steal, registry_cpu)
+        return Usage(wall, cpu, rss / 1024, base / 1024 if in_process else 0.0, steal, registry_cpu, busy)
+
+
+def _cpu_line() -> list[int]:
+    """The machine's CPU time so far, summed over all CPUs, in clock ticks (the ``cpu`` line of
+    /proc/stat: user nice system idle iowait irq softirq steal ...); empty where unreadable."""
+    try:
+        return [int(f) for f in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return []
 
 
 def steal_seconds() -> float:
     """The machine's total steal time so far (all vCPUs), from /proc/stat; 0 where there is none."""
-    try:
-        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
-        return int(fields[8]) / os.sysconf("SC_CLK_TCK") if len(fields) > 8 else 0.0
-    except (OSError, ValueError):
-        return 0.0
+    ticks = _cpu_line()
+    return ticks[7] / os.sysconf("SC_CLK_TCK") if len(ticks) > 7 else 0.0
+
+
+def busy_seconds() -> float:
+    """CPU seconds the machine has worked so far, over all CPUs: user, nice, system, irq and
+    softirq time (not idle, I/O wait or steal), whichever process or kernel thread it went to.
+    Over a run, this divided by the cores is the least time that much work can take here."""
+    ticks = _cpu_line()
+    return sum(ticks[i] for i in (0, 1, 2, 5, 6)) / os.sysconf("SC_CLK_TCK") if len(ticks) > 6 else 0.0
 
 
 def run_child(argv: list[str], *, check: bool = True, stdout: int | None = subprocess.DEVNULL) -> None:
