@@ -73,6 +73,62 @@ def test_content_commit_verifies_before_anything_is_visible(tmp_path: Path) -> N
         s.content.status("m1")  # the ingest is gone
 
 
+@pytest.mark.parametrize("step", ["mkdir", "open", "flock"])
+def test_content_writer_survives_its_ingest_moved_aside_by_a_finishing_writer(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, step: str) -> None:
+    """Another process commits the same ref while this one opens it: the ingest directory it
+    found, or whose lock it opened or took, is moved aside (as ``_finish`` does) at that step."""
+    import fcntl
+
+    from docker_distribution.store import content as content_mod
+
+    s = Store(tmp_path)
+    old = s.content.writer(ref="shared", total=3)  # the finishing writer's ingest
+    old.write(b"old")
+    old.close()
+    ingest = s.content.status("shared")  # it exists, with its lock file
+    assert ingest.offset == 3
+    moved: list[Path] = []
+
+    def move_aside(directory: Path) -> None:
+        if not moved:
+            moved.append(tmp_path / "gone")
+            os.replace(directory, moved[0])
+
+    real_mkdir, real_open, real_flock = Path.mkdir, os.open, fcntl.flock
+
+    def mkdir(self: Path, *a: object, **k: object) -> None:
+        if step == "mkdir" and not moved and self.parent.name == "ingest":
+            real_mkdir(self, *a, **k)  # found there...
+            move_aside(self)  # ...and gone before pathlib checks it is a directory
+            raise FileExistsError(17, "File exists")
+        real_mkdir(self, *a, **k)
+
+    def open_(path: object, flags: int, mode: int = 0o777, **k: object) -> int:
+        p = Path(os.fspath(path))
+        if step == "open" and p.name == "lock" and p.parent.parent.name == "ingest":
+            move_aside(p.parent)
+        return real_open(path, flags, mode, **k)
+
+    def flock(fd: int, op: int) -> None:
+        real_flock(fd, op)
+        if step == "flock" and op & fcntl.LOCK_EX:
+            lock = Path(os.readlink(f"/proc/self/fd/{fd}"))
+            if lock.name == "lock" and lock.parent.parent.name == "ingest":
+                move_aside(lock.parent)
+
+    monkeypatch.setattr(Path, "mkdir", mkdir)
+    monkeypatch.setattr(content_mod.os, "open", open_)
+    monkeypatch.setattr(content_mod.fcntl, "flock", flock)
+    w = s.content.writer(ref="shared", total=3)
+    monkeypatch.undo()
+    assert moved, "the race was not staged"
+    assert w.offset == 0  # a fresh ingest, not the one moved away
+    w.write(b"new")
+    assert w.commit(3, dd.digest_bytes(b"new")) == dd.digest_bytes(b"new")
+    assert s.content.read(dd.digest_bytes(b"new")) == b"new"
+
+
 def test_content_writer_resumes_and_is_exclusive(tmp_path: Path) -> None:
     s = Store(tmp_path)
     data = os.urandom(300_000)
@@ -591,7 +647,7 @@ def test_a_layer_published_while_another_repair_has_moved_the_damaged_copy_aside
             repairer.start()
             moved.wait()
             raise OSError(errno.ENOTEMPTY, "Directory not empty")  # what the damaged copy made it
-        real_rename(src, dst)  # type: ignore[arg-type]
+        real_rename(src, dst)
 
     monkeypatch.setattr(os, "rename", rename)
     with s.layers.register(io.BytesIO(data), None) as again:

@@ -22,6 +22,7 @@ nothing; a power cut can leave a committed blob short of its bytes.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import logging
@@ -44,6 +45,7 @@ from ..errors import (
     FailedPreconditionError,
     LockedError,
     ObjectNotFoundError,
+    StoreError,
 )
 from ..fsutil import atomic_write, fsync_dir, read_json, str_map, unique_tmp
 
@@ -182,15 +184,7 @@ class ContentStore:
         if descriptor is not None and self.exists(descriptor.digest):
             raise AlreadyExistsError(f"content {descriptor.digest}: already exists")
         directory = self._ingest_dir(ref)
-        directory.mkdir(parents=True, exist_ok=True)
-        lock_fd = os.open(directory / "lock", os.O_RDWR | os.O_CREAT, 0o644)
-        import fcntl
-
-        try:
-            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(lock_fd)
-            raise LockedError(f"ref {ref} locked: unavailable") from None
+        lock_fd = _lock_ingest(directory, ref)
         meta_path = directory / "meta.json"
         now = time.time()
         try:
@@ -227,6 +221,40 @@ class ContentStore:
         if not directory.exists():
             raise ObjectNotFoundError(f"ingest {ref}: not found")
         shutil.rmtree(directory, ignore_errors=True)
+
+
+def _lock_ingest(directory: Path, ref: str) -> int:
+    """Make the ingest directory if need be and take its lock; the lock's fd.
+
+    A writer that commits or discards moves its ingest directory aside (under its lock), so the
+    directory can vanish at any step here: just after ``mkdir`` found it there, before its lock
+    file is opened, or after that lock is taken (the lock of a directory no longer in place). Each
+    case starts again, with a fresh directory."""
+
+    for _ in range(_INGEST_RACES):
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            lock_fd = os.open(directory / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+        except (FileExistsError, FileNotFoundError):  # there, then moved aside before we could use it
+            continue
+        try:
+            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(lock_fd)
+            raise LockedError(f"ref {ref} locked: unavailable") from None
+        try:
+            in_place = os.path.samestat(os.fstat(lock_fd), os.stat(directory / "lock"))
+        except FileNotFoundError:
+            in_place = False
+        if in_place:
+            return lock_fd
+        os.close(lock_fd)
+    raise StoreError(f"ingest {ref}: its directory kept vanishing")
+
+
+#: times :func:`_lock_ingest` starts again before giving up (each start means another writer
+#: finished with the same ref in between)
+_INGEST_RACES = 100
 
 
 class ContentWriter:
