@@ -26,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
-from harness import busy_seconds, machine, steal_seconds, write_result
+from harness import machine, machine_seconds, write_result
 from images import CACHE, SCRATCH, big_layers, data_layer
 
 from docker_distribution.layer import DEFAULT_GZIP_LEVEL, apply_layer, produce_layer
@@ -80,12 +80,13 @@ def measure(scenarios: list[tuple[str, Callable[[], object], list[Path]]], runs:
             shutil.rmtree(WORK, ignore_errors=True)
             WORK.mkdir(parents=True)
             drop_caches(inputs)
-            steal0, busy0 = steal_seconds(), busy_seconds()
+            steal0, busy0 = machine_seconds()
             t0 = time.perf_counter()
             run()
             times[name].append(time.perf_counter() - t0)
-            steals[name].append(steal_seconds() - steal0)
-            busy[name].append(busy_seconds() - busy0)
+            steal1, busy1 = machine_seconds()
+            steals[name].append(steal1 - steal0)
+            busy[name].append(busy1 - busy0)
     shutil.rmtree(WORK, ignore_errors=True)
     for name, ts in times.items():
         print(f"  {name:<44} median {statistics.median(ts):7.3f}s  (min {min(ts):.3f}, max {max(ts):.3f})  "

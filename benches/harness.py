@@ -97,7 +97,7 @@ class Usage:
     #: CPU seconds of the registries serving the run (not in ``cpu``): on this machine they
     #: share the same cores, so a push's registry receiving and hashing it is part of its cost
     registry_cpu: float = 0.0
-    #: CPU seconds the whole machine worked during the run, over all cores (see :func:`busy_seconds`)
+    #: CPU seconds the whole machine worked during the run, over all cores (see :func:`machine_seconds`)
     busy: float = 0.0
 
 
@@ -149,13 +149,14 @@ class Meter:
         registry_cpu = sum(_cpu_seconds(p) for p in registries)
         base = _rss_kib(os.getpid())
         r0 = resource.getrusage(resource.RUSAGE_SELF)
-        steal0, busy0 = steal_seconds(), busy_seconds()
+        steal0, busy0 = machine_seconds()
         t0 = time.perf_counter()
         try:
             out = run()
         finally:
             wall = time.perf_counter() - t0
-            steal, busy = steal_seconds() - steal0, busy_seconds() - busy0
+            steal1, busy1 = machine_seconds()
+            steal, busy = steal1 - steal0, busy1 - busy0
             stop.set()
             sampler.join()
         r1 = resource.getrusage(resource.RUSAGE_SELF)
@@ -171,27 +172,19 @@ class Meter:
         return Usage(wall, cpu, rss / 1024, base / 1024 if in_process else 0.0, steal, registry_cpu, busy)
 
 
-def _cpu_line() -> list[int]:
-    """The machine's CPU time so far, summed over all CPUs, in clock ticks (the ``cpu`` line of
-    /proc/stat: user nice system idle iowait irq softirq steal ...); empty where unreadable."""
+def machine_seconds() -> tuple[float, float]:
+    """The machine's CPU seconds so far, over all CPUs, from one read of /proc/stat's ``cpu``
+    line: (steal, busy). Steal is the time the hypervisor gave to other guests (0 where there is
+    none). Busy is the time the machine worked: user, nice, system, irq and softirq (not idle, I/O
+    wait or steal), whichever process or kernel thread it went to; over a run, divided by the
+    cores, it is the least time that much work can take here."""
     try:
-        return [int(f) for f in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        ticks = [int(f) for f in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     except (OSError, ValueError):
-        return []
-
-
-def steal_seconds() -> float:
-    """The machine's total steal time so far (all vCPUs), from /proc/stat; 0 where there is none."""
-    ticks = _cpu_line()
-    return ticks[7] / os.sysconf("SC_CLK_TCK") if len(ticks) > 7 else 0.0
-
-
-def busy_seconds() -> float:
-    """CPU seconds the machine has worked so far, over all CPUs: user, nice, system, irq and
-    softirq time (not idle, I/O wait or steal), whichever process or kernel thread it went to.
-    Over a run, this divided by the cores is the least time that much work can take here."""
-    ticks = _cpu_line()
-    return sum(ticks[i] for i in (0, 1, 2, 5, 6)) / os.sysconf("SC_CLK_TCK") if len(ticks) > 6 else 0.0
+        return 0.0, 0.0
+    hz = os.sysconf("SC_CLK_TCK")
+    steal = ticks[7] / hz if len(ticks) > 7 else 0.0
+    return steal, sum(ticks[i] for i in (0, 1, 2, 5, 6)) / hz if len(ticks) > 6 else 0.0
 
 
 def run_child(argv: list[str], *, check: bool = True, stdout: int | None = subprocess.DEVNULL) -> None:

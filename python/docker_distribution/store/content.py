@@ -230,7 +230,6 @@ def _lock_ingest(directory: Path, ref: str) -> int:
     directory can vanish at any step here: just after ``mkdir`` found it there, before its lock
     file is opened, or after that lock is taken (the lock of a directory no longer in place). Each
     case starts again, with a fresh directory."""
-
     for _ in range(_INGEST_RACES):
         try:
             directory.mkdir(parents=True, exist_ok=True)
