@@ -8,7 +8,7 @@ Ratios are peer ÷ ours.
 Checks (issue #3): apply of gzip layers ≥ 3× GNU ``tar -xzf``; apply within 1.3× of
 max(fastest bare gzip decoder, bare ``tar -xf``); zstd apply ≥ 1.5× faster than gzip apply
 (with its ceilings: our apply of the uncompressed tars, which no codec can beat, and the
-machine CPU of each apply spread over the cores);
+machine CPU of each apply, the zstd apply's own included, spread over the cores);
 gzip production ≥ 2× ``pigz -p2 -6`` with output ≤ 10% larger; zstd production at least as
 fast as ``zstd -T2 -3``; peak RSS applying a 1 GiB layer < 100 MiB above baseline.
 """
