@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
+import inspect
+import pkgutil
 import shutil
 import subprocess
 import sys
@@ -28,6 +31,43 @@ def test_public_api_is_curated() -> None:
     for name in dd.__all__:
         assert hasattr(dd, name), name
     assert "_native" not in dd.__all__
+
+
+def _undocumented_members(cls: type) -> list[str]:
+    """Public methods and properties of ``cls`` with no docstring of their own nor on a base
+    class of this package that they override (a Protocol's method documents its implementations)."""
+    missing = []
+    for name, value in vars(cls).items():
+        if name.startswith("_"):
+            continue
+        func = value.fget if isinstance(value, property) else getattr(value, "__func__", value)
+        if not (inspect.isfunction(func) or isinstance(value, property)):
+            continue
+        inherited = [getattr(base, name, None) for base in cls.__mro__[1:]
+                     if base.__module__.startswith("docker_distribution")]
+        if not func.__doc__ and not any(getattr(i, "__doc__", None) for i in inherited):
+            missing.append(f"{cls.__name__}.{name}")
+    return missing
+
+
+def test_every_public_name_and_its_methods_are_documented() -> None:
+    missing = []
+    for name in dd.__all__:
+        obj = getattr(dd, name)
+        if inspect.isclass(obj) or inspect.isfunction(obj):
+            if not obj.__doc__ or (inspect.isclass(obj) and obj.__doc__ == type.__doc__):
+                missing.append(name)
+        if inspect.isclass(obj):
+            missing += _undocumented_members(obj)
+    assert missing == []
+
+
+def test_every_module_says_what_it_owns() -> None:
+    names = [m.name for m in pkgutil.walk_packages(dd.__path__, "docker_distribution.")
+             if not m.name.rsplit(".", 1)[-1].startswith("_")]
+    assert len(names) > 30
+    undocumented = [n for n in names if not (importlib.import_module(n).__doc__ or "").strip()]
+    assert undocumented == []
 
 
 def test_cli_prints_file_digests(tmp_path: Path) -> None:

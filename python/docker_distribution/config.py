@@ -24,11 +24,17 @@ ImageEventLogger = Callable[[str, str, str], None]
 class RegistryResolver(Protocol):
     """Endpoint lookup and credential resolution (moby's ``RegistryResolver``)."""
 
-    def resolve_auth_config(self, auth_configs: Mapping[str, AuthConfig], ref: Reference) -> AuthConfig: ...
+    def resolve_auth_config(self, auth_configs: Mapping[str, AuthConfig], ref: Reference) -> AuthConfig:
+        """The credentials among ``auth_configs`` meant for ``ref``'s registry (anonymous if none)."""
+        ...
 
-    def lookup_push_endpoints(self, hostname: str) -> list[APIEndpoint]: ...
+    def lookup_push_endpoints(self, hostname: str) -> list[APIEndpoint]:
+        """The endpoints to push to for ``hostname``, in the order to try them."""
+        ...
 
-    def lookup_pull_endpoints(self, hostname: str) -> list[APIEndpoint]: ...
+    def lookup_pull_endpoints(self, hostname: str) -> list[APIEndpoint]:
+        """The endpoints to pull from for ``hostname`` (mirrors first), in the order to try them."""
+        ...
 
 
 @dataclass(frozen=True, kw_only=True)

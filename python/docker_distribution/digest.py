@@ -40,6 +40,7 @@ class Digest:
 
     @classmethod
     def from_bytes(cls, data: bytes, algorithm: str = SHA256) -> Digest:
+        """The digest of ``data`` (hashed natively)."""
         return cls.parse(_native.digest_bytes(data, algorithm))
 
     @classmethod
@@ -74,6 +75,7 @@ class Digester:
         self._inner = _native.Digester(algorithm)
 
     def update(self, data: bytes) -> None:
+        """Hash ``data`` (in native code, the GIL released for large buffers)."""
         self._inner.update(data)
 
     @property

@@ -30,6 +30,7 @@ class Platform:
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any] | None) -> Platform | None:
+        """The platform of an OCI ``platform`` object (None when there is none)."""
         if not doc:
             return None
         return cls(str(doc.get("os", "")), str(doc.get("architecture", "")), str(doc.get("variant", "")),

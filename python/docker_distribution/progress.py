@@ -33,10 +33,17 @@ class Progress:
 
 
 class ProgressOutput(Protocol):
-    def write_progress(self, p: Progress) -> None: ...
+    """Where progress goes (moby's ``progress.Output``): pulls and pushes call it from their
+    transfer threads, so an implementation must be thread-safe."""
+
+    def write_progress(self, p: Progress) -> None:
+        """Take one progress item; must not raise for a well-formed item."""
+        ...
 
 
 class NullProgress:
+    """Discards every item."""
+
     def write_progress(self, p: Progress) -> None:
         pass
 
@@ -113,6 +120,7 @@ class JSONProgress:
         self._lock = threading.Lock()
 
     def write_progress(self, p: Progress) -> None:
+        """Write ``p`` as one JSON object on its own line (moby's ``jsonmessage`` shape)."""
         line = json.dumps(render(p), separators=(",", ":"))
         with self._lock:
             self.stream.write(line + "\n")
@@ -132,6 +140,7 @@ class TerminalProgress:
         self._last_plain: dict[str, str] = {}
 
     def write_progress(self, p: Progress) -> None:
+        """Show ``p`` (aux records, such as the push result, are not shown)."""
         if p.aux is not None:
             return
         status = p.message or p.action

@@ -125,6 +125,14 @@ def push_image(ref: Reference, store: Store | None = None, *, config: Config | N
 
 
 def push(ref: Reference, config: ImagePushConfig) -> None:
+    """moby's ``distribution.Push``: push ``ref`` from the stores named in ``config``.
+
+    A name-only ``ref`` pushes every local tag of that repository (moby's order); a tag pushes
+    that one; a digest reference is refused. Endpoints are tried in order (mirrors never take
+    pushes), falling back on the errors moby falls back on. Progress goes to
+    ``config.progress_output`` in moby's vocabulary, ending with ``<tag>: digest: … size: N``.
+    :func:`push_image` is the same over the embedded :class:`~docker_distribution.store.Store`.
+    """
     repo_name = ref.trim()
     check_reserved(repo_name)
     endpoints = config.registry_service.lookup_push_endpoints(repo_name.domain)

@@ -115,6 +115,7 @@ class Reference:
 
     @property
     def is_name_only(self) -> bool:
+        """True when the reference has neither a tag nor a digest (``docker.io/library/alpine``)."""
         return self.tag is None and self.digest is None
 
     def _suffix(self) -> str:

@@ -321,12 +321,15 @@ class RegistryService:
         return False
 
     def index_info(self, name: str) -> IndexInfo:
+        """moby's ``newIndexInfo``: the registry ``name`` (normalized) with its mirrors and whether
+        it is secure, from the configured index configs."""
         name = normalize_index_name(name)
         if name in self.index_configs:
             return self.index_configs[name]
         return IndexInfo(name=name, mirrors=self.registry_mirrors.get(name, ()), secure=self.is_secure_index(name))
 
     def resolve_auth_config(self, auth_configs: Mapping[str, AuthConfig], ref: Reference) -> AuthConfig:
+        """moby's ``ResolveAuthConfig`` for ``ref``'s registry (:func:`resolve_auth_config`)."""
         return resolve_auth_config(auth_configs, self.index_info(ref.domain))
 
     def tls_config(self, host: str) -> TLSConfig:
@@ -396,4 +399,5 @@ class RegistryService:
         return self._endpoints(hostname, include_mirrors=False)
 
     def is_insecure_registry(self, host: str) -> bool:
+        """True when ``host[:port]`` is configured insecure (plain HTTP or unverified TLS allowed)."""
         return not self.is_secure_index(host)

@@ -78,6 +78,15 @@ class PruneReport:
 
 
 class Store:
+    """The embedded local store, laid out like the daemon's ``/var/lib/docker``: content
+    (verified blobs and resumable ingests), images (configs), layers (diffs and tar-split
+    records), references (``repositories.json``) and V2 metadata, under ``root`` (default:
+    :func:`default_root`). Safe to share between threads and processes.
+
+    ``durable_blobs=False`` skips the fsync of each committed blob (faster, not crash-safe);
+    ``limits`` bounds what one layer may unpack to.
+    """
+
     def __init__(self, root: os.PathLike[str] | str | None = None, *, limits: Limits = Limits(),
                  durable_blobs: bool = True) -> None:
         self.root = Path(root) if root is not None else default_root()
@@ -114,6 +123,8 @@ class Store:
         return sum(self.layers.content_size(i) for i in self.layers.chain(cid)) if cid is not None else 0
 
     def top_layer(self, image_id: Digest) -> Layer | None:
+        """The image's top layer in the layer store (None for an image without layers, or whose
+        chain is not there)."""
         cid = self.image_chain_id(image_id)
         return self.layers.get(cid) if cid is not None else None
 

@@ -63,6 +63,10 @@ class DownloadDescriptor(Protocol):
 
 
 class LayerDownloadManager:
+    """moby's ``xfer.LayerDownloadManager``: downloads layers into a layer store, ``concurrency``
+    at a time (3 by default), each up to ``max_attempts`` times with moby's growing delays, and
+    shares one transfer between callers asking for the same layer at once."""
+
     def __init__(self, layer_store: LayerStore, concurrency: int = DEFAULT_MAX_CONCURRENT_DOWNLOADS, *,
                  max_attempts: int = DEFAULT_MAX_DOWNLOAD_ATTEMPTS, wait_duration: float = DEFAULT_WAIT_DURATION) -> None:
         self.layer_store = layer_store
@@ -71,6 +75,7 @@ class LayerDownloadManager:
         self.wait_duration = wait_duration
 
     def set_concurrency(self, concurrency: int) -> None:
+        """Change how many downloads run at once (transfers already started go on)."""
         self.tm.set_concurrency(concurrency)
 
     def download(self, initial: Sequence[Digest], layers: Sequence[DownloadDescriptor], out: ProgressOutput,
