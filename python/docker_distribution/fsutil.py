@@ -67,6 +67,7 @@ def tmp_owner_gone(path: Path) -> bool:
 
 
 def fsync_dir(directory: Path) -> None:
+    """fsync a directory, so that entries just created or renamed in it survive a crash."""
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)

@@ -181,6 +181,9 @@ class LayerApplier:
         self._error: BaseException | None = None
 
     def feed(self, data: bytes) -> None:
+        """Hand over the next bytes of the (compressed) layer; they are verified, decompressed and
+        written on native threads. Raises the pipeline's error, if it has met one, and again on
+        every later call."""
         if self._error is not None:
             raise self._error
         try:
@@ -190,12 +193,15 @@ class LayerApplier:
             raise
 
     def finish(self) -> AppliedLayer:
+        """End of input: wait for every byte to be verified and written; the layer's digest, diffID and
+        sizes. A digest or size mismatch raises here; a ``diff`` target then leaves nothing behind."""
         self._done = True
         if self._error is not None:
             raise self._error
         return AppliedLayer._from(self._inner.finish())
 
     def abort(self) -> None:
+        """Stop; a ``diff`` target's staged layer is removed."""
         self._done = True
         self._inner.abort()
 
@@ -251,6 +257,7 @@ class LayerProducer:
         return self._inner.tar_bytes
 
     def result(self) -> ProducedLayer:
+        """Digest, size and diffID of what was produced, once every chunk has been read."""
         return ProducedLayer._from(self._inner.result())
 
 
@@ -261,4 +268,6 @@ class TarReader:
         self._inner = _native.TarReader(os.fspath(root), os.fspath(split))
 
     def read(self, size: int = -1) -> bytes:
+        """Up to ``size`` bytes of the tar (all the rest when ``size`` is negative); ``b''`` at its
+        end."""
         return self._inner.read(size)

@@ -84,6 +84,10 @@ def _descriptors(items: Any) -> tuple[Descriptor, ...]:
 
 
 def parse_manifest(content_type: str, body: bytes, digest: Digest | None = None) -> Manifest:
+    """moby's ``distribution.UnmarshalManifest``: parse ``body`` by its ``content_type`` (a schema2 or
+    OCI manifest, a manifest list or OCI index, else schema1), keeping the exact bytes and their
+    digest (``digest``, or computed). A body that contradicts its type is an
+    :class:`InvalidManifestError`, with moby's message."""
     mt = (content_type or "").split(";", 1)[0].strip()
     d = digest or Digest.from_bytes(body)
     if mt == DOCKER_MANIFEST or mt == OCI_MANIFEST:

@@ -121,6 +121,8 @@ def _amd64_variant(flags: set[str]) -> str:
 
 
 def default_platform() -> Platform:
+    """This machine's platform (containerd's ``platforms.DefaultSpec``): OS, architecture, and the
+    variant (the amd64 microarchitecture level from the CPU's flags, ``v8`` on arm64)."""
     arch = _host_arch()
     variant = ""
     if arch == "amd64":
@@ -133,6 +135,8 @@ def default_platform() -> Platform:
 
 
 def normalize(p: Platform) -> Platform:
+    """containerd's ``platforms.Normalize``: the canonical spelling (``x86_64`` → ``amd64``,
+    ``aarch64`` → ``arm64``, default variants dropped or filled in); an empty OS is this machine's."""
     os_name = (p.os or default_platform().os).lower()
     if os_name == "macos":
         os_name = "darwin"

@@ -45,6 +45,7 @@ class NullProgress:
     """Discards every item."""
 
     def write_progress(self, p: Progress) -> None:
+        """Drop ``p``."""
         pass
 
 
@@ -56,13 +57,16 @@ class CollectingProgress:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def write_progress(self, p: Progress) -> None:
+        """Keep ``p`` (thread-safe)."""
         with self._lock:
             self.items.append(p)
 
     def last(self, id: str) -> Progress:
+        """The last item kept for the layer or object ``id``; IndexError if there is none."""
         return [p for p in self.items if p.id == id][-1]
 
     def texts(self) -> list[str]:
+        """Each item's message, or its action when it has none, in order."""
         return [p.message or p.action for p in self.items]
 
 
@@ -180,6 +184,7 @@ class ProgressReader:
         self._last = 0.0
 
     def add(self, n: int) -> None:
+        """Count ``n`` more bytes, and report when a step is crossed (at most 10 reports a second)."""
         self.current += n
         if self.current >= self._next:
             self._next = self.current + self._step
@@ -189,5 +194,6 @@ class ProgressReader:
                 self.out.write_progress(Progress(self.id, action=self.action, current=self.current, total=self.total))
 
     def finish(self) -> None:
+        """Report the transfer complete (the final count, never below the total)."""
         self.out.write_progress(Progress(self.id, action=self.action, current=max(self.current, self.total),
                                          total=self.total))

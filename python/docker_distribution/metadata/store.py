@@ -13,11 +13,19 @@ __all__ = ["FSMetadataStore", "MetadataStore"]
 
 
 class MetadataStore(Protocol):
-    def get(self, namespace: str, key: str) -> bytes: ...
+    """moby's ``metadata.Store``: bytes by (namespace, key)."""
 
-    def set(self, namespace: str, key: str, value: bytes) -> None: ...
+    def get(self, namespace: str, key: str) -> bytes:
+        """The value; :class:`ObjectNotFoundError` when there is none."""
+        ...
 
-    def delete(self, namespace: str, key: str) -> None: ...
+    def set(self, namespace: str, key: str, value: bytes) -> None:
+        """Store ``value``, replacing any earlier one whole."""
+        ...
+
+    def delete(self, namespace: str, key: str) -> None:
+        """Remove the value; no error when there is none."""
+        ...
 
 
 class FSMetadataStore:
@@ -34,16 +42,20 @@ class FSMetadataStore:
         return self.base / namespace / key
 
     def get(self, namespace: str, key: str) -> bytes:
+        """The value's bytes; :class:`ObjectNotFoundError` when there is none."""
         try:
             return self._path(namespace, key).read_bytes()
         except FileNotFoundError:
             raise ObjectNotFoundError(f"metadata {namespace}/{key}: not found") from None
 
     def set(self, namespace: str, key: str, value: bytes) -> None:
+        """Write ``value`` atomically (a reader sees the old value or the new one, whole), without
+        fsync."""
         with self._lock:
             atomic_write(self._path(namespace, key), value, durable=False)
 
     def delete(self, namespace: str, key: str) -> None:
+        """Remove the value; no error when there is none."""
         with self._lock:
             try:
                 self._path(namespace, key).unlink()

@@ -54,6 +54,7 @@ class V2Metadata:
     hmac: str = ""
 
     def to_json(self) -> dict[str, str]:
+        """The entry as moby writes it (keys ``Digest``, ``SourceRepository``, ``HMAC``)."""
         return {"Digest": str(self.digest), "SourceRepository": self.source_repository, "HMAC": self.hmac}
 
     @classmethod
@@ -73,12 +74,16 @@ def compute_v2_metadata_hmac_key(auth_config: AuthConfig | None) -> bytes | None
 
 
 def compute_v2_metadata_hmac(key: bytes | None, meta: V2Metadata | None) -> str:
+    """moby's ``ComputeV2MetadataHMAC``: hex HMAC-SHA256 of the digest and source repository under
+    ``key`` (empty without a key or entry)."""
     if not key or meta is None:
         return ""
     return hmac.new(key, (str(meta.digest) + meta.source_repository).encode(), hashlib.sha256).hexdigest()
 
 
 def check_v2_metadata_hmac(meta: V2Metadata, key: bytes | None) -> bool:
+    """moby's ``CheckV2MetadataHMAC``: True when the entry was tagged with ``key`` (or when neither has
+    one); compared in constant time."""
     if not meta.hmac or not key:
         return not meta.hmac and not key
     try:
@@ -118,6 +123,7 @@ class V2MetadataService:
             raise CorruptStoreError(f"corrupt V2 metadata for {diff_id}: {exc}") from None
 
     def get_diff_id(self, digest: Digest) -> Digest:
+        """The diffID of the layer whose blob is ``digest``; :class:`ObjectNotFoundError` when unknown."""
         store = self._require()
         raw = store.get(_BY_DIGEST, _key(digest))
         try:
@@ -133,6 +139,8 @@ class V2MetadataService:
             return []
 
     def add(self, diff_id: Digest, meta: V2Metadata) -> None:
+        """Record that the layer ``diff_id`` is the blob ``meta.digest`` in ``meta.source_repository``
+        (newest last; the oldest entries beyond moby's limit drop off)."""
         if self.store is None:
             return
         with self._lock:
@@ -160,9 +168,12 @@ class V2MetadataService:
         return raw.decode()
 
     def tag_and_add(self, diff_id: Digest, hmac_key: bytes | None, meta: V2Metadata) -> None:
+        """``add`` with the entry's HMAC computed under ``hmac_key`` (the credentials it was seen
+        with)."""
         self.add(diff_id, V2Metadata(meta.digest, meta.source_repository, compute_v2_metadata_hmac(hmac_key, meta)))
 
     def remove(self, meta: V2Metadata) -> None:
+        """Forget the entry (as moby does when a mount or existence check finds it stale)."""
         if self.store is None:
             return
         with self._lock:

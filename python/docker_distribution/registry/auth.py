@@ -194,10 +194,12 @@ class ChallengeManager:
         self._lock = threading.Lock()
 
     def add_response(self, url: str, status: int, www_authenticate: Iterable[str]) -> None:
+        """Record a ping's answer for ``url``'s endpoint: its challenges on a 401, none otherwise."""
         with self._lock:
             self._by_key[ping_key(url)] = parse_challenges(www_authenticate) if status == 401 else []
 
     def get(self, url: str) -> list[Challenge] | None:
+        """The challenges of ``url``'s endpoint; None when it was never pinged."""
         with self._lock:
             return self._by_key.get(ping_key(url))
 
@@ -206,9 +208,13 @@ class ChallengeManager:
 
 
 class Handler(Protocol):
+    """Answers the challenges of one ``scheme`` (``basic``, ``bearer``)."""
+
     scheme: str
 
-    def authorize(self, headers: dict[str, str], challenge: Challenge, extra_scopes: list[str]) -> None: ...
+    def authorize(self, headers: dict[str, str], challenge: Challenge, extra_scopes: list[str]) -> None:
+        """Add the credentials that answer ``challenge`` to ``headers``."""
+        ...
 
 
 class PassThruTokenHandler:
@@ -220,16 +226,20 @@ class PassThruTokenHandler:
         self._token = token
 
     def authorize(self, headers: dict[str, str], challenge: Challenge, extra_scopes: list[str]) -> None:
+        """Send the caller's token as a bearer token."""
         headers["Authorization"] = f"Bearer {self._token}"
 
 
 class BasicHandler:
+    """HTTP basic auth with the username and password of an :class:`AuthConfig`."""
     scheme = "basic"
 
     def __init__(self, auth: AuthConfig) -> None:
         self._auth = auth
 
     def authorize(self, headers: dict[str, str], challenge: Challenge, extra_scopes: list[str]) -> None:
+        """Add the basic credentials; :class:`NoBasicAuthCredentialsError` without a username and
+        password."""
         if not (self._auth.username and self._auth.password):
             raise NoBasicAuthCredentialsError()
         raw = f"{self._auth.username}:{self._auth.password}".encode()
@@ -276,9 +286,12 @@ class TokenHandler:
         self.requests_made = 0
 
     def authorize(self, headers: dict[str, str], challenge: Challenge, extra_scopes: list[str]) -> None:
+        """Add a bearer token for the challenge's realm and service (fetched or from the cache)."""
         headers["Authorization"] = f"Bearer {self.token(challenge.params, extra_scopes)}"
 
     def token(self, params: Mapping[str, str], extra_scopes: list[str]) -> str:
+        """A token for this handler's scopes plus ``extra_scopes``: cached until it expires, else
+        fetched from the challenge's realm (``params``)."""
         scopes = list(self.scopes) + [s for s in extra_scopes if s not in self.scopes]
         key = tuple(scopes)
         with self._lock:
@@ -376,6 +389,10 @@ class Authorizer:
         self.handlers = list(handlers)
 
     def modify(self, url: str, headers: dict[str, str]) -> None:
+        """Set ``headers``' ``Authorization`` for ``url``, from the challenges of that URL's own
+        endpoint only: a request to an endpoint that was not pinged (a redirect to blob storage on
+        another host, say) carries no credentials. A cross-repository mount's ``from`` repository
+        adds its pull scope."""
         headers.pop("Authorization", None)
         found = self.challenges.get(url)
         if not found:
@@ -394,6 +411,7 @@ class Authorizer:
 
 
 def default_config_dir() -> Path:
+    """docker's configuration directory: ``$DOCKER_CONFIG``, else ``~/.docker``."""
     env = os.environ.get("DOCKER_CONFIG")
     return Path(env) if env else Path.home() / ".docker"
 
@@ -414,6 +432,7 @@ class DockerConfigFile:
 
     @property
     def auths(self) -> dict[str, dict[str, str]]:
+        """The file's ``auths`` table (``{server: {"auth": …}}``), created empty when missing."""
         return self.data.setdefault("auths", {})  # type: ignore[no-any-return]
 
     def _helper_for(self, server: str) -> str | None:
@@ -461,6 +480,8 @@ class DockerConfigFile:
         return not helper and bool(auth.password) and not auth.identity_token
 
     def erase(self, server: str) -> bool:
+        """Remove ``server``'s credentials (from its credential helper too); True when the file had an
+        entry for it or a helper serves it."""
         helper = self._helper_for(server)
         if helper:
             _helper_call(helper, "erase", server)

@@ -64,6 +64,7 @@ class RawManifest:
 
     @property
     def descriptor(self) -> Descriptor:
+        """The manifest's descriptor: its media type, digest and size."""
         return Descriptor(self.media_type, self.digest, len(self.payload))
 
 
@@ -108,10 +109,12 @@ class Repository:
 
     @property
     def path(self) -> str:
+        """The repository's path on its registry (``library/alpine``)."""
         return self.named.path
 
     @property
     def endpoint(self) -> APIEndpoint:
+        """The registry endpoint this repository is reached through."""
         return self.transport.endpoint
 
     def _url(self, suffix: str) -> str:
@@ -157,6 +160,8 @@ class Repository:
         return RawManifest(media_type, actual, payload)
 
     def manifest_exists(self, digest: Digest | str) -> bool:
+        """HEAD the manifest ``digest``: True on a 2xx or 3xx answer, False on 404 (other answers raise
+        their typed error)."""
         resp = self.transport.request("HEAD", self._url(f"manifests/{digest}"),
                                       headers={"Accept": ", ".join(MANIFEST_ACCEPT)},
                                       ok=lambda s: 200 <= s < 400 or s == 404)
@@ -171,6 +176,7 @@ class Repository:
         return _parse_digest_header(resp)
 
     def delete_manifest(self, digest: Digest | str) -> None:
+        """DELETE the manifest ``digest`` (the registry must allow deletes)."""
         self.transport.request("DELETE", self._url(f"manifests/{digest}")).close()
 
     # --- blobs -----------------------------------------------------------------------------

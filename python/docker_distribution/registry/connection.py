@@ -77,5 +77,6 @@ class AbortingAdapter(HTTPAdapter):
 
     def init_poolmanager(self, connections: int, maxsize: int, block: bool = DEFAULT_POOLBLOCK,
                          **pool_kwargs: Any) -> None:
+        """Build the pool manager with our connection pools (whose connections reset when abandoned)."""
         super().init_poolmanager(connections, maxsize, block, **pool_kwargs)
         self.poolmanager.pool_classes_by_scheme = {"http": _Pool, "https": _TLSPool}

@@ -81,6 +81,8 @@ def normalize_index_name(name: str) -> str:
 
 
 def validate_index_name(name: str) -> str:
+    """moby's ``ValidateIndexName``: the normalized registry name (``index.docker.io`` →
+    ``docker.io``); one that begins or ends with a hyphen is an :class:`InvalidRegistryConfigError`."""
     name = normalize_index_name(name)
     if name.startswith("-") or name.endswith("-"):
         raise InvalidRegistryConfigError(f"invalid index name ({name}). Cannot begin or end with a hyphen")
@@ -187,6 +189,8 @@ class TLSConfig:
 
     @property
     def requests_verify(self) -> bool | str:
+        """The value for ``requests``' ``verify``: False when unverified, else the CA bundle's path or
+        True (system roots)."""
         if not self.verify:
             return False
         return self.ca_bundle or True
@@ -203,10 +207,12 @@ class APIEndpoint:
 
     @property
     def scheme(self) -> str:
+        """``https`` or ``http``."""
         return urlsplit(self.url).scheme
 
     @property
     def host(self) -> str:
+        """``host[:port]`` of the endpoint."""
         return urlsplit(self.url).netloc
 
 

@@ -71,6 +71,8 @@ _REDIRECTS = (301, 302, 303, 307, 308)
 
 
 def user_agent(extra: str | None = None) -> str:
+    """The User-Agent sent to registries, with moby's ``UpstreamClient(…)`` suffix when ``extra`` is
+    given."""
     ua = f"docker-distribution/{__version__} python-requests/{requests.__version__}"
     return f"{ua} UpstreamClient({extra})" if extra else ua
 
@@ -196,17 +198,21 @@ class Transport:
 
     @property
     def verify(self) -> bool | str:
+        """The endpoint's TLS verification, as ``requests`` takes it."""
         return self.endpoint.tls.requests_verify
 
     @property
     def cert(self) -> tuple[str, str] | None:
+        """The client certificate and key paths for the endpoint, if it has them (``certs.d``)."""
         return self.endpoint.tls.client_cert
 
     @property
     def rate_limit(self) -> RateLimit:
+        """The registry's rate-limit headers, as last seen on this transport."""
         return self._rate_limit
 
     def url(self, path: str) -> str:
+        """The absolute URL of ``path`` (``/v2/…``) on this endpoint."""
         return f"{self.endpoint.url}{path}"
 
     def ping(self) -> requests.Response:

@@ -25,35 +25,64 @@ EMPTY_LAYER_DIFF_ID = Digest("sha256", "5f70bf18a086007016e948b04aed3b82103a36be
 
 
 class ImageConfigStore(Protocol):
-    def put(self, config: bytes) -> Digest: ...
+    """moby's ``ImageConfigStore``: image configs by image ID."""
 
-    def get(self, image_id: Digest) -> bytes: ...
+    def put(self, config: bytes) -> Digest:
+        """Store a config; its image ID."""
+        ...
+
+    def get(self, image_id: Digest) -> bytes:
+        """A stored config's bytes."""
+        ...
 
 
 def new_image_config_store_from_store(store: ImageStore) -> ImageConfigStore:
+    """moby's ``NewImageConfigStoreFromStore``: the image store itself serves."""
     return store
 
 
 class PushLayer(Protocol):
-    def chain_id(self) -> Digest | None: ...
+    """moby's ``PushLayer``: one layer of an image being pushed."""
 
-    def diff_id(self) -> Digest: ...
+    def chain_id(self) -> Digest | None:
+        """The layer's ChainID (None for the empty layer)."""
+        ...
 
-    def parent(self) -> PushLayer | None: ...
+    def diff_id(self) -> Digest:
+        """The sha256 of the layer's uncompressed tar."""
+        ...
 
-    def open(self) -> BinaryIO | TarReader: ...
+    def parent(self) -> PushLayer | None:
+        """The layer beneath, or None for a base layer."""
+        ...
 
-    def size(self) -> int: ...
+    def open(self) -> BinaryIO | TarReader:
+        """The layer's uncompressed tar, to read (the pusher compresses it)."""
+        ...
 
-    def media_type(self) -> str: ...
+    def size(self) -> int:
+        """The uncompressed tar's size (moby's ``DiffSize``)."""
+        ...
 
-    def release(self) -> None: ...
+    def media_type(self) -> str:
+        """The uncompressed layer media type, always (as moby)."""
+        ...
 
-    def layer(self) -> Layer | None: ...
+    def release(self) -> None:
+        """Let go of the layer in the store."""
+        ...
+
+    def layer(self) -> Layer | None:
+        """The store's layer behind it (None for the empty layer)."""
+        ...
 
 
 class PushLayerProvider(Protocol):
-    def get(self, chain_id: Digest | None) -> PushLayer: ...
+    """moby's ``PushLayerProvider``: push layers by ChainID."""
+
+    def get(self, chain_id: Digest | None) -> PushLayer:
+        """The layer ``chain_id`` (a reference to release); None gives the empty layer."""
+        ...
 
 
 @dataclass
@@ -125,4 +154,5 @@ class _Provider:
 
 
 def new_layer_providers_from_store(store: LayerStore) -> PushLayerProvider:
+    """moby's ``NewLayerProvidersFromStore``: push layers from the layer store."""
     return _Provider(store)

@@ -83,6 +83,9 @@ class Status:
 
 
 class ContentStore:
+    """Blobs by digest under ``root`` (``blobs/<alg>/<hex>``), their labels, and ingests in progress
+    (``ingest/``). With ``durable`` (the default) a commit fsyncs the blob and its directory before
+    the blob is visible."""
     def __init__(self, root: Path, *, durable: bool = True) -> None:
         self.root = root
         #: commits fsync the blob (and its directory) before it is visible; see the module docstring
@@ -93,6 +96,7 @@ class ContentStore:
     # --- paths -----------------------------------------------------------------------------
 
     def blob_path(self, digest: Digest | str) -> Path:
+        """Where the blob ``digest`` is (or would be) stored; the file exists only once committed."""
         d = digest if isinstance(digest, Digest) else Digest.parse(digest)
         return self.root / "blobs" / d.algorithm / d.encoded
 
@@ -105,9 +109,11 @@ class ContentStore:
     # --- reading ---------------------------------------------------------------------------
 
     def exists(self, digest: Digest | str) -> bool:
+        """True when the blob ``digest`` is committed."""
         return self.blob_path(digest).is_file()
 
     def info(self, digest: Digest | str) -> Info:
+        """Size, times and labels of a committed blob; :class:`ObjectNotFoundError` if there is none."""
         d = digest if isinstance(digest, Digest) else Digest.parse(digest)
         try:
             st = self.blob_path(d).stat()
@@ -116,16 +122,20 @@ class ContentStore:
         return Info(d, st.st_size, st.st_ctime, st.st_mtime, self._read_labels(d))
 
     def reader_at(self, digest: Digest | str) -> BinaryIO:
+        """The committed blob, opened for reading (binary); :class:`ObjectNotFoundError` if there is
+        none."""
         try:
             return open(self.blob_path(digest), "rb")
         except FileNotFoundError:
             raise ObjectNotFoundError(f"content {digest}: not found") from None
 
     def read(self, digest: Digest | str) -> bytes:
+        """The committed blob's whole bytes (for small blobs: manifests, configs)."""
         with self.reader_at(digest) as f:
             return f.read()
 
     def walk(self, fn: Callable[[Info], None]) -> None:
+        """Call ``fn`` with the :class:`Info` of every committed blob, in digest order."""
         for alg_dir in sorted((self.root / "blobs").iterdir()):
             for blob in sorted(alg_dir.iterdir()):
                 if not blob.name.startswith("."):
@@ -164,6 +174,7 @@ class ContentStore:
         return replace(current, labels=labels, updated_at=time.time())
 
     def delete(self, digest: Digest | str) -> None:
+        """Remove a committed blob and its labels; :class:`ObjectNotFoundError` if there is none."""
         d = digest if isinstance(digest, Digest) else Digest.parse(digest)
         try:
             self.blob_path(d).unlink()
@@ -200,6 +211,8 @@ class ContentStore:
         return ContentWriter(self, ref, directory, lock_fd, meta, hashing=hashing)
 
     def status(self, ref: str) -> Status:
+        """The state of the ingest ``ref`` (bytes written, expected total and digest, times);
+        :class:`ObjectNotFoundError` if there is none."""
         directory = self._ingest_dir(ref)
         try:
             meta = read_json(directory / "meta.json", _ingest_meta)
@@ -212,11 +225,14 @@ class ContentStore:
                       float(meta["started_at"]), float(meta["updated_at"]))
 
     def list_statuses(self) -> Iterator[Status]:
+        """The status of every ingest in progress (ingests that vanish or cannot be read meanwhile are
+        left out)."""
         for d in sorted((self.root / "ingest").iterdir()):
             with contextlib.suppress(FileNotFoundError, DistributionError):  # gone, or unreadable
                 yield self.status(read_json(d / "meta.json", _ingest_meta)["ref"])
 
     def abort(self, ref: str) -> None:
+        """Remove the ingest ``ref`` and its bytes; :class:`ObjectNotFoundError` if there is none."""
         directory = self._ingest_dir(ref)
         if not directory.exists():
             raise ObjectNotFoundError(f"ingest {ref}: not found")
@@ -273,13 +289,16 @@ class ContentWriter:
 
     @property
     def offset(self) -> int:
+        """Bytes written to the ingest so far, by this writer and the ones it resumes."""
         return self._file.size
 
     @property
     def data_path(self) -> Path:
+        """The ingest's data file (readable while it grows)."""
         return self._dir / "data"
 
     def write(self, data: bytes) -> int:
+        """Append ``data``; returns the bytes written."""
         return self._file.write(data)
 
     def flush(self) -> None:
@@ -301,6 +320,7 @@ class ContentWriter:
         return Digest.parse(peek)
 
     def truncate(self, size: int = 0) -> None:
+        """Cut the ingest's data back to ``size`` bytes (0: start over)."""
         self._file.truncate(size)
 
     def commit(self, size: int, expected: Digest | None, labels: Mapping[str, str] | None = None) -> Digest:

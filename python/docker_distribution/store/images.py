@@ -32,6 +32,8 @@ def rootfs_diff_ids(doc: object) -> builtins.list[Digest]:
 
 
 class ImageStore:
+    """Image configs by image ID (the sha256 of the config's bytes) under ``root``, as the daemon's
+    image store keeps them; every read is verified."""
     def __init__(self, root: Path) -> None:
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
@@ -79,6 +81,7 @@ class ImageStore:
         return True
 
     def delete(self, image_id: Digest | str) -> None:
+        """Remove the config ``image_id``; :class:`ObjectNotFoundError` if there is none."""
         d = image_id if isinstance(image_id, Digest) else Digest.parse(image_id)
         try:
             self._path(d).unlink()
@@ -86,6 +89,7 @@ class ImageStore:
             raise ObjectNotFoundError(f"image {d}: not found") from None
 
     def list(self) -> list[Digest]:
+        """The IDs of every stored config, sorted."""
         out = []
         for alg in sorted(p for p in self.root.iterdir() if p.is_dir()):
             for f in sorted(alg.iterdir()):

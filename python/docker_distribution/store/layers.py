@@ -96,10 +96,12 @@ class Layer:
 
     @property
     def chain_id(self) -> Digest:
+        """The layer's ChainID: its identity in the store (its diffID on top of its parent's chain)."""
         return self.info.chain_id
 
     @property
     def diff_id(self) -> Digest:
+        """The sha256 of the layer's uncompressed tar."""
         return self.info.diff_id
 
     @property
@@ -113,14 +115,17 @@ class Layer:
 
     @property
     def parent(self) -> Layer | None:
+        """The layer beneath (a new reference, to release too), or None for a base layer."""
         return self.store.get(self.info.parent) if self.info.parent else None
 
     @property
     def path(self) -> Path:
+        """The directory holding the layer's own files (its diff, whiteouts kept as files)."""
         return self.store.layer_dir(self.chain_id) / "diff"
 
     @property
     def split(self) -> Path:
+        """The layer's tar-split record: with :attr:`path`, it rebuilds the exact tar."""
         return self.store.layer_dir(self.chain_id) / "tar-split.zst"
 
     def tar_stream(self) -> TarReader:
@@ -128,6 +133,7 @@ class Layer:
         return TarReader(self.path, self.split)
 
     def release(self) -> None:
+        """Drop this reference (once; later calls do nothing)."""
         if not self._released:
             self._released = True
             self.store._release(self.chain_id)
@@ -166,6 +172,7 @@ class PendingLayer:
         self.fed = 0
 
     def feed(self, data: bytes) -> None:
+        """Hand over the next compressed bytes (verified and applied natively as they come)."""
         if self._applier is None:
             raise StoreError("this pending layer reads a file; it is not fed")
         self._applier.feed(data)
@@ -200,9 +207,12 @@ class PendingLayer:
         return self.store._publish(self, self.complete())
 
     def finish(self) -> Layer:
+        """End of input: verify, apply and publish the layer on its parent; the registered
+        :class:`Layer`."""
         return self.publish(self.parent)
 
     def abort(self) -> None:
+        """Give the layer up: nothing of it stays in the store."""
         if self._applier is not None:
             with contextlib.suppress(Exception):
                 self._applier.abort()
@@ -228,6 +238,10 @@ class PendingLayer:
 
 
 class LayerStore:
+    """Layers by ChainID under ``root`` (``sha256/<chain>/``: the diff, its tar-split record and
+    ``meta.json``), as the daemon's layer store keeps them. Each layer is staged in ``tmp/`` and
+    renamed into place whole; ``limits`` bounds what one layer may unpack to. References taken with
+    :meth:`get` are counted per process."""
     def __init__(self, root: Path, *, limits: Limits = Limits()) -> None:
         self.root = root
         self.limits = limits
@@ -238,12 +252,15 @@ class LayerStore:
         self._lock = threading.Lock()
 
     def layer_dir(self, cid: Digest) -> Path:
+        """The directory of the layer ``cid`` (present or not)."""
         return self.root / cid.algorithm / cid.encoded
 
     def exists(self, cid: Digest) -> bool:
+        """True when the layer ``cid`` is registered."""
         return (self.layer_dir(cid) / "meta.json").is_file()
 
     def info(self, cid: Digest) -> LayerInfo:
+        """The record of the layer ``cid``; :class:`ObjectNotFoundError` if it is not registered."""
         try:
             return LayerInfo._read(self.layer_dir(cid), cid)
         except FileNotFoundError:
@@ -265,6 +282,8 @@ class LayerStore:
     # --- references ------------------------------------------------------------------------
 
     def get(self, cid: Digest) -> Layer:
+        """A reference to the layer ``cid`` (release it when done); :class:`ObjectNotFoundError` if it
+        is not registered."""
         info = self.info(cid)
         with self._lock:
             self._refs[cid] = self._refs.get(cid, 0) + 1
@@ -279,6 +298,7 @@ class LayerStore:
                 self._refs[cid] = n
 
     def references(self, cid: Digest) -> int:
+        """How many references to the layer ``cid`` this process holds."""
         with self._lock:
             return self._refs.get(cid, 0)
 
@@ -421,6 +441,7 @@ class LayerStore:
                 yield lock
 
     def remove_leftovers(self) -> builtins.list[Path]:
+        """Remove what crashed writers left in ``tmp/`` (see :meth:`leftovers`); the paths removed."""
         removed = []
         for p in list(self.leftovers()):
             if p.is_dir():

@@ -37,6 +37,8 @@ class Association:
 
 
 class ReferenceStore:
+    """Tags and digest references → image IDs, in one ``repositories.json`` (the daemon's format),
+    changed under a file lock so that threads and processes can share it."""
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = path.with_name(path.name + ".lock")
@@ -73,6 +75,8 @@ class ReferenceStore:
         self._add(ref, image_id, force)
 
     def add_digest(self, ref: Reference, image_id: Digest, *, force: bool = False) -> None:
+        """Record the digest reference ``ref`` (``name@sha256:…``) → ``image_id``; a digest never moves
+        to another image."""
         if ref.digest is None:
             raise InvalidReferenceError("digest reference required")
         self._add(ref, image_id, force)
@@ -98,6 +102,8 @@ class ReferenceStore:
         self._change(change)
 
     def get(self, ref: Reference) -> Digest:
+        """The image ID ``ref`` points to (a name alone means ``:latest``);
+        :class:`ReferenceNotFoundError` if none."""
         name, key = self._key(ref)
         value = self._read().get(name, {}).get(key)
         if value is None:
@@ -105,6 +111,7 @@ class ReferenceStore:
         return Digest.parse(value)
 
     def delete(self, ref: Reference) -> bool:
+        """Remove ``ref``; :class:`ReferenceNotFoundError` if it is not there."""
         name, key = self._key(ref)
 
         def change(repos: dict[str, dict[str, str]]) -> bool:
@@ -122,9 +129,11 @@ class ReferenceStore:
         return sorted(out, key=lambda a: str(a.ref))
 
     def references(self, image_id: Digest) -> list[Reference]:
+        """Every reference to ``image_id``, sorted."""
         target = str(image_id)
         out = [parse_normalized_named(k) for repo in self._read().values() for k, v in repo.items() if v == target]
         return sorted(out, key=str)
 
     def all(self) -> dict[str, Any]:
+        """The whole table: ``{repository: {reference: image ID}}``."""
         return self._read()

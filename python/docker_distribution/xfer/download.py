@@ -43,9 +43,15 @@ DEFAULT_MAX_DOWNLOAD_ATTEMPTS = 5  # moby's daemon default
 
 
 class DownloadDescriptor(Protocol):
-    def key(self) -> str: ...
+    """One layer to pull (moby's ``xfer.DownloadDescriptor``)."""
 
-    def id(self) -> str: ...
+    def key(self) -> str:
+        """Identifies the download: callers asking for the same key share one transfer."""
+        ...
+
+    def id(self) -> str:
+        """The short ID shown in progress."""
+        ...
 
     def diff_id(self) -> Digest:
         """The diffID if already known (raise any DistributionError when not)."""
@@ -59,7 +65,9 @@ class DownloadDescriptor(Protocol):
         """Stream the layer into ``pending`` (which verifies it) or raise."""
         ...
 
-    def registered(self, diff_id: Digest) -> None: ...
+    def registered(self, diff_id: Digest) -> None:
+        """Told the layer's diffID once it is in the layer store (found there or downloaded)."""
+        ...
 
 
 class LayerDownloadManager:

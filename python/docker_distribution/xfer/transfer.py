@@ -41,12 +41,16 @@ SETTLE_TIMEOUT = 10.0
 
 
 class Watcher:
+    """One caller's attachment to a transfer: where that caller's progress goes."""
     def __init__(self, transfer: Transfer, out: ProgressOutput) -> None:
         self.transfer = transfer
         self.out = out
 
 
 class Transfer:
+    """One running transfer: its result or error once ``done`` is set, the progress it broadcasts to
+    its watchers, and its cancellation (``cancelled``), set when the last watcher lets go before it
+    is done."""
     def __init__(self, key: str) -> None:
         self.key = key
         self.cancelled = threading.Event()  # the transfer's own context
@@ -61,6 +65,7 @@ class Transfer:
         self._lock = threading.Lock()
 
     def broadcast(self, p: Progress) -> None:
+        """Send ``p`` to every watcher (and keep it for watchers that attach later)."""
         with self._lock:
             self._latest = p
             outs = [w.out for w in self._watchers]
@@ -68,6 +73,7 @@ class Transfer:
             out.write_progress(p)
 
     def watch(self, out: ProgressOutput) -> Watcher:
+        """Attach ``out``: it gets the latest progress at once, then everything broadcast."""
         w = Watcher(self, out)
         with self._lock:
             self._watchers.append(w)
@@ -77,6 +83,7 @@ class Transfer:
         return w
 
     def release(self, watcher: Watcher) -> None:
+        """Detach ``watcher``; the last one to go cancels a transfer still running."""
         with self._lock:
             if watcher in self._watchers:
                 self._watchers.remove(watcher)
@@ -88,6 +95,7 @@ class Transfer:
                 self.released.set()
 
     def watchers(self) -> int:
+        """How many watchers are attached."""
         with self._lock:
             return len(self._watchers)
 
@@ -107,23 +115,30 @@ class TransferContext:
 
     @property
     def cancelled(self) -> threading.Event:
+        """Set when the transfer is cancelled (every watcher let go)."""
         return self.transfer.cancelled
 
     @property
     def started_immediately(self) -> bool:
+        """True when the transfer got a concurrency slot at once (else it should show ``Waiting`` and
+        :meth:`wait_for_slot`)."""
         return self._start.is_set()
 
     def progress(self, p: Progress) -> None:
+        """Send ``p`` to every watcher of the transfer."""
         self.transfer.broadcast(p)
 
     write_progress = progress  # a ProgressOutput: what it is given goes to every watcher
 
     def wait_for_slot(self) -> None:
+        """Block until the transfer may run; :class:`OperationCancelledError` if it is cancelled
+        meanwhile."""
         while not self._start.wait(0.05):
             if self.transfer.cancelled.is_set():
                 raise OperationCancelledError()
 
     def check(self) -> None:
+        """Raise :class:`OperationCancelledError` if the transfer is cancelled."""
         if self.transfer.cancelled.is_set():
             raise OperationCancelledError()
 
@@ -191,12 +206,15 @@ class TransferManager:
         self._lock = threading.Lock()
 
     def set_concurrency(self, limit: int) -> None:
+        """Change the limit (negative: refused); waiting transfers start if it grew."""
         check_count(limit, self.what)
         with self._lock:
             self.limit = limit
             self._fill()
 
     def transfer(self, key: str, fn: TransferFunc, out: ProgressOutput) -> tuple[Transfer, Watcher]:
+        """Run ``fn`` for ``key`` in a thread, or attach to the transfer of that key already running;
+        the transfer and this caller's watcher (release it when done)."""
         while True:
             with self._lock:
                 existing = self._transfers.get(key)
@@ -254,5 +272,6 @@ class TransferManager:
 
     @property
     def active(self) -> int:
+        """How many transfers hold a concurrency slot now."""
         with self._lock:
             return self._active

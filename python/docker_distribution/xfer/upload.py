@@ -38,16 +38,30 @@ MAX_UPLOAD_ATTEMPTS = 5  # moby: not configurable
 
 
 class UploadDescriptor(Protocol):
-    def key(self) -> str: ...
+    """One layer to push (moby's ``xfer.UploadDescriptor``)."""
 
-    def id(self) -> str: ...
+    def key(self) -> str:
+        """Identifies the upload: layers with the same key are uploaded once."""
+        ...
 
-    def upload(self, ctx: TransferContext) -> Descriptor: ...
+    def id(self) -> str:
+        """The short ID shown in progress."""
+        ...
 
-    def set_remote_descriptor(self, d: Descriptor) -> None: ...
+    def upload(self, ctx: TransferContext) -> Descriptor:
+        """Upload the layer (or find it there already); the descriptor of the blob in the registry."""
+        ...
+
+    def set_remote_descriptor(self, d: Descriptor) -> None:
+        """Told the result of the upload with this key (which may have been another descriptor's)."""
+        ...
 
 
 class LayerUploadManager:
+    """moby's ``xfer.LayerUploadManager``: uploads layers ``concurrency`` at a time (5 by
+    default), each up to ``max_attempts`` times (5) with moby's countdown between attempts (5
+    ticks of ``wait_duration`` seconds per retry so far), once per key."""
+
     def __init__(self, concurrency: int = DEFAULT_MAX_CONCURRENT_UPLOADS, *,
                  wait_duration: float = DEFAULT_WAIT_DURATION, max_attempts: int = MAX_UPLOAD_ATTEMPTS) -> None:
         self.tm = TransferManager(concurrency, "max concurrent uploads")
@@ -55,10 +69,14 @@ class LayerUploadManager:
         self.max_attempts = check_count(max_attempts, "max upload attempts")
 
     def set_concurrency(self, concurrency: int) -> None:
+        """Change how many uploads run at once (transfers already started go on)."""
         self.tm.set_concurrency(concurrency)
 
     def upload(self, layers: Sequence[UploadDescriptor], out: ProgressOutput,
                cancel: threading.Event | None = None) -> None:
+        """Upload every layer (``Preparing``, ``Waiting``, then the descriptor's own progress) and
+        give each its remote descriptor; raises the first failure, or
+        :class:`OperationCancelledError` once ``cancel`` is set."""
         transfers: dict[str, tuple[Transfer, Watcher]] = {}
         order: list[tuple[UploadDescriptor, str]] = []
         for d in layers:
