@@ -28,7 +28,7 @@ class MetadataStore(Protocol):
         ...
 
 
-class FSMetadataStore:
+class FSMetadataStore(MetadataStore):
     """``<base>/<namespace>/<key>``; writes are atomic. Keys may contain ``/`` (``sha256/<hex>``)."""
 
     def __init__(self, base: Path) -> None:
@@ -42,7 +42,6 @@ class FSMetadataStore:
         return self.base / namespace / key
 
     def get(self, namespace: str, key: str) -> bytes:
-        """The value's bytes; :class:`ObjectNotFoundError` when there is none."""
         try:
             return self._path(namespace, key).read_bytes()
         except FileNotFoundError:
@@ -55,7 +54,6 @@ class FSMetadataStore:
             atomic_write(self._path(namespace, key), value, durable=False)
 
     def delete(self, namespace: str, key: str) -> None:
-        """Remove the value; no error when there is none."""
         with self._lock:
             try:
                 self._path(namespace, key).unlink()

@@ -86,6 +86,7 @@ class ContentStore:
     """Blobs by digest under ``root`` (``blobs/<alg>/<hex>``), their labels, and ingests in progress
     (``ingest/``). With ``durable`` (the default) a commit fsyncs the blob and its directory before
     the blob is visible."""
+
     def __init__(self, root: Path, *, durable: bool = True) -> None:
         self.root = root
         #: commits fsync the blob (and its directory) before it is visible; see the module docstring

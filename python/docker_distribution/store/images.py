@@ -34,6 +34,7 @@ def rootfs_diff_ids(doc: object) -> builtins.list[Digest]:
 class ImageStore:
     """Image configs by image ID (the sha256 of the config's bytes) under ``root``, as the daemon's
     image store keeps them; every read is verified."""
+
     def __init__(self, root: Path) -> None:
         self.root = root
         root.mkdir(parents=True, exist_ok=True)

@@ -242,6 +242,7 @@ class LayerStore:
     ``meta.json``), as the daemon's layer store keeps them. Each layer is staged in ``tmp/`` and
     renamed into place whole; ``limits`` bounds what one layer may unpack to. References taken with
     :meth:`get` are counted per process."""
+
     def __init__(self, root: Path, *, limits: Limits = Limits()) -> None:
         self.root = root
         self.limits = limits

@@ -39,6 +39,7 @@ class Association:
 class ReferenceStore:
     """Tags and digest references → image IDs, in one ``repositories.json`` (the daemon's format),
     changed under a file lock so that threads and processes can share it."""
+
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = path.with_name(path.name + ".lock")

@@ -42,6 +42,7 @@ SETTLE_TIMEOUT = 10.0
 
 class Watcher:
     """One caller's attachment to a transfer: where that caller's progress goes."""
+
     def __init__(self, transfer: Transfer, out: ProgressOutput) -> None:
         self.transfer = transfer
         self.out = out
@@ -51,6 +52,7 @@ class Transfer:
     """One running transfer: its result or error once ``done`` is set, the progress it broadcasts to
     its watchers, and its cancellation (``cancelled``), set when the last watcher lets go before it
     is done."""
+
     def __init__(self, key: str) -> None:
         self.key = key
         self.cancelled = threading.Event()  # the transfer's own context
