@@ -224,11 +224,12 @@ def test_a_killed_push_continues_where_it_stopped(registry: Registry, front: Fau
     assert (registry.storage / "docker/registry/v2/blobs/sha256" / digest[7:9] / digest[7:]).is_dir()
 
 
-def test_a_resumed_upload_whose_held_bytes_differ_starts_over_once(registry: Registry, front: FaultProxy,
-                                                                    tmp_path: Path, repo_name: str) -> None:
+def test_a_resumed_upload_whose_held_bytes_are_damaged_fails_its_attempt_and_the_next_starts_afresh(
+        registry: Registry, front: FaultProxy, tmp_path: Path, repo_name: str) -> None:
     # A session an earlier run left behind holds the first half of the layer, one byte of it
-    # different: what a resume sees when that run's gzip differed from this run's (the default
-    # level-1 compressor is not byte-identical from run to run, see docker_distribution.layer).
+    # damaged. The producer is deterministic, so the resume sends only the second half; the
+    # registry refuses the digest; that attempt fails and forgets the session, and the next
+    # attempt sends the whole layer in a new one.
     ref = f"{front.host}/{repo_name}:v1"
     store, image_id = _local_image(tmp_path / "s", tmp_path, ref)
     diff_id, blob, _ = _big_blob(store, image_id)
@@ -238,12 +239,15 @@ def test_a_resumed_upload_whose_held_bytes_differ_starts_over_once(registry: Reg
     key = upload_key(dd.parse_normalized_named(ref).name, "gzip", None, diff_id)
     store.v2_metadata.store.set(_UPLOAD_NS, key,
                                 f"{front.url}/v2/{repo_name}/blobs/uploads/front-earlier".encode())
-    _push(store, ref, attempts=1)  # one attempt: the start-over happens within it
-    # the resume sent the second half; the PUT was refused; the whole layer went up in a new session
-    assert _patched(front) == [len(blob) - len(held), len(blob)]
-    assert [m for (m, p, _) in front.requests if m == "PUT" and "front-earlier" in p] == ["PUT"]
+    with pytest.raises(E.DigestInvalidError):
+        _push(store, ref, attempts=1)
+    assert _patched(front) == [len(blob) - len(held)]  # the resume sent the second half only
     with pytest.raises(E.ObjectNotFoundError):
         store.v2_metadata.store.get(_UPLOAD_NS, key)
+    with pytest.raises(E.DistributionError):  # no tag was written
+        dd.tags(dd.parse_normalized_named(f"{registry.host}/{repo_name}"), ANON)
+    _push(store, ref, attempts=1)
+    assert _patched(front) == [len(blob) - len(held), len(blob)]
     _pulls_back(registry.host, f"{repo_name}:v1", tmp_path, image_id)
 
 
@@ -362,3 +366,27 @@ def test_a_failed_push_returns_with_none_of_its_uploads_still_sending(registry: 
     # polls between throttled reads (the old code went on sending for about two more seconds).
     # The proxy may still be draining what the sockets had buffered; that is not the client.
     assert proxy.senders_gone(timeout=0.2)
+
+
+def test_a_bare_tag_invalid_on_the_manifest_put_gets_mobys_schema1_hint(
+        registry: Registry, proxy: FaultProxy, tmp_path: Path, repo_name: str) -> None:
+    # what a registry that takes only schema1 answers; distribution 2.8 takes schema2, so the
+    # proxy answers in its place
+    store, _ = _local_image(tmp_path / "s", tmp_path, f"{proxy.host}/{repo_name}:v1")
+    proxy.add(Fault(match="/manifests/", method="PUT", status=400, times=10,
+                    body=b'{"errors":[{"code":"TAG_INVALID"}]}'))
+    with pytest.raises(E.DistributionError) as info:
+        _push(store, f"{proxy.host}/{repo_name}:v1")
+    assert str(info.value) == (
+        "[DEPRECATED] support for pushing manifest v2 schema1 images has been removed. More information at "
+        "https://docs.docker.com/registry/spec/deprecated-schema-v1/: tag invalid")
+    assert isinstance(info.value.__cause__, E.TagInvalidError)
+
+
+def test_a_tag_invalid_with_the_registrys_own_message_is_passed_on_as_it_is(
+        registry: Registry, proxy: FaultProxy, tmp_path: Path, repo_name: str) -> None:
+    store, _ = _local_image(tmp_path / "s", tmp_path, f"{proxy.host}/{repo_name}:v1")
+    proxy.add(Fault(match="/manifests/", method="PUT", status=400, times=10,
+                    body=b'{"errors":[{"code":"TAG_INVALID","message":"tags must be lower case"}]}'))
+    with pytest.raises(E.TagInvalidError, match="tag invalid: tags must be lower case"):
+        _push(store, f"{proxy.host}/{repo_name}:v1")

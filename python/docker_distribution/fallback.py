@@ -1,16 +1,21 @@
-"""The endpoint loop shared by pull and tags (moby's ``pullEndpoints``, spec §2.2).
+"""The endpoint loop: the one place that decides which endpoint is tried next.
 
-Endpoints are tried in order (mirrors first). An error after which another endpoint may
-help (:func:`~docker_distribution.errors.continue_on_error`) moves on to the next one; once
-an endpoint's HTTPS is confirmed to work, its plain-HTTP twin is skipped. The last error is
-translated for the user (:func:`~docker_distribution.errors.translate_pull_error`).
+moby writes it three times (``pullEndpoints`` in distribution/pull.go, the loop of ``Push`` in
+distribution/push.go, and ``GetRepositories`` in distribution/repository.go); here pull, push,
+and tags run :func:`try_endpoints` (``GetRepositories``, which wants every endpoint rather than
+the first that works, shares :func:`endpoints_for`). Endpoints are tried in order (mirrors
+first, for pulls). An error after which another endpoint may help
+(:func:`~docker_distribution.errors.continue_on_error`) moves on to the next one; once an
+endpoint's HTTPS is confirmed to work, its plain-HTTP twin is skipped. When every endpoint
+failed, the last error is raised, translated for the user by the caller's ``translate`` (pull's
+:func:`~docker_distribution.errors.translate_pull_error`).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 from .config import Config
 from .errors import (
@@ -20,7 +25,6 @@ from .errors import (
     OperationCancelledError,
     ReservedNameError,
     continue_on_error,
-    translate_pull_error,
 )
 from .reference import Reference
 from .registry.auth import AuthConfig, DockerConfigFile
@@ -31,7 +35,7 @@ from .registry.service import (
     normalize_index_name,
 )
 
-__all__ = ["pull_endpoints", "resolve_auth"]
+__all__ = ["check_reserved", "endpoints_for", "resolve_auth", "try_endpoints"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -47,22 +51,47 @@ def resolve_auth(config: Config, ref: Reference) -> AuthConfig:
 
 
 def check_reserved(repo_name: Reference) -> None:
+    """moby's ``reservedNameError``: ``scratch`` is no repository to pull from or push to."""
     if repo_name.familiar_name == "scratch":
         raise ReservedNameError("scratch")
 
 
-def pull_endpoints(ref: Reference, config: Config, attempt: Callable[[APIEndpoint, Reference], T]) -> T:
-    """Run ``attempt(endpoint, repo_name)`` on each pull endpoint until one succeeds."""
+def endpoints_for(ref: Reference, config: Config, verb: Literal["pull", "push"]) -> tuple[Reference, list[APIEndpoint]]:
+    """``ref``'s repository name (checked against the reserved one) and ``verb``'s endpoints for
+    it, in the order they are tried: mirrors first for a pull, never a mirror for a push."""
     repo_name = ref.trim()
     check_reserved(repo_name)
-    endpoints = config.registry_service.lookup_pull_endpoints(repo_name.domain)
+    service = config.registry_service
+    if verb == "pull":
+        return repo_name, service.lookup_pull_endpoints(repo_name.domain)
+    return repo_name, service.lookup_push_endpoints(repo_name.domain)
+
+
+def _identity(err: BaseException) -> BaseException:
+    return err
+
+
+def try_endpoints(ref: Reference, config: Config, verb: Literal["pull", "push"],
+                  attempt: Callable[[APIEndpoint, Reference], T], *,
+                  translate: Callable[[BaseException], BaseException] = _identity) -> T:
+    """Run ``attempt(endpoint, repo_name)`` on each of ``verb``'s endpoints for ``ref`` until one
+    succeeds, and return what it returned.
+
+    An error that does not allow a fallback is raised at once (through ``translate``); a
+    :class:`~docker_distribution.errors.FallbackError`, or an error
+    :func:`~docker_distribution.errors.continue_on_error` lets through, moves on. With no
+    endpoint left, the last such error is raised (through ``translate``), or
+    :class:`~docker_distribution.errors.NoEndpointsError` when there was none to try.
+    """
+    repo_name, endpoints = endpoints_for(ref, config, verb)
     confirmed_tls: set[str] = set()
     last_err: BaseException | None = None
+    towards = "from" if verb == "pull" else "to"
     for endpoint in endpoints:
         if endpoint.scheme != "https" and endpoint.host in confirmed_tls:
             log.debug("Skipping non-TLS endpoint %s for host/port that appears to use TLS", endpoint.url)
             continue
-        log.debug("Trying to pull %s from %s", ref.familiar, endpoint.url)
+        log.debug("Trying to %s %s %s %s", verb, ref.familiar, towards, endpoint.url)
         try:
             return attempt(endpoint, repo_name)
         except (DistributionError, OSError) as exc:
@@ -73,13 +102,16 @@ def pull_endpoints(ref: Reference, config: Config, attempt: Callable[[APIEndpoin
                 if err.transport_ok and endpoint.scheme == "https":
                     confirmed_tls.add(endpoint.host)
                 last_err = err.err
-                log.info("Attempting next endpoint for pull after error: %s", err)
+                log.info("Attempting next endpoint for %s after error: %s", verb, err)
                 continue
-            log.debug("Not continuing with pull after error: %s", err)
-            raise translate_pull_error(err, ref) from exc
+            log.debug("Not continuing with %s after error: %s", verb, err)
+            translated = translate(err.err if isinstance(err, FallbackError) else err)
+            if translated is exc:
+                raise
+            raise translated from exc
     if last_err is None:
         raise NoEndpointsError(ref.familiar)
-    translated = translate_pull_error(last_err, ref)
+    translated = translate(last_err)
     if translated is last_err:
         raise last_err
     raise translated from last_err

@@ -40,8 +40,9 @@ from .errors import (
     TransportError,
     UnsupportedMediaTypeError,
     retry_on_error,
+    translate_pull_error,
 )
-from .fallback import pull_endpoints, resolve_auth
+from .fallback import resolve_auth, try_endpoints
 from .manifest import (
     ImageIndex,
     ImageManifest,
@@ -138,12 +139,11 @@ def pull(ref: Reference, config: ImagePullConfig, local: ContentStore) -> None:
     auth = resolve_auth(config, ref)
 
     def attempt(endpoint: APIEndpoint, repo_name: Reference) -> None:
-        log.debug("Trying to pull %s from %s", ref.familiar, endpoint.url)
         repo = connect(repo_name, endpoint, auth_config=auth, actions=("pull",), meta_headers=config.meta_headers,
                        retry=config.retry)
         _Puller(config, local, repo).pull(ref)
 
-    pull_endpoints(ref, config, attempt)
+    try_endpoints(ref, config, "pull", attempt, translate=lambda err: translate_pull_error(err, ref))
     if config.image_event_logger is not None:
         config.image_event_logger(ref.familiar, ref.familiar_name, "pull")
 

@@ -9,10 +9,9 @@ config and a manifest byte-identical to moby's (3-space indent) are pushed.
 
 Beyond moby: an upload whose connection breaks continues from the offset the registry
 reports; the upload location is kept in the metadata store, so a push killed and run again
-continues too. If the registry then refuses the digest (the bytes it held came from a run whose
-gzip differed, see :mod:`docker_distribution.layer`), the layer starts over once, in a new
-session, within the same attempt. ``compression="zstd"`` pushes OCI zstd layers (with an OCI
-manifest).
+continues too: the producer's output depends on the layer and the options alone, so the bytes
+the registry holds are the prefix of this run's. ``compression="zstd"`` pushes OCI zstd layers
+(with an OCI manifest).
 """
 
 from __future__ import annotations
@@ -35,15 +34,14 @@ from .errors import (
     DigestInvalidError,
     DistributionError,
     DoNotRetry,
-    FallbackError,
     ObjectNotFoundError,
     RegistryError,
+    TagInvalidError,
     TransportError,
     UnauthorizedError,
     UnexpectedHTTPStatusError,
-    continue_on_error,
 )
-from .fallback import check_reserved, resolve_auth
+from .fallback import check_reserved, resolve_auth, try_endpoints
 from .layer import LayerProducer, check_compression
 from .manifest import schema2_manifest_bytes
 from .mediatype import (
@@ -65,6 +63,7 @@ from .progress import Progress, ProgressOutput, ProgressReader
 from .reference import Reference, parse_normalized_named
 from .registry.auth import AuthConfig
 from .registry.client import BlobUpload, Repository, connect
+from .registry.service import APIEndpoint
 from .store import Store
 from .store.adapters import PushLayer, PushLayerProvider, new_layer_providers_from_store
 from .store.images import ImageStore, rootfs_diff_ids
@@ -135,38 +134,20 @@ def push(ref: Reference, config: ImagePushConfig) -> None:
     """
     repo_name = ref.trim()
     check_reserved(repo_name)
-    endpoints = config.registry_service.lookup_push_endpoints(repo_name.domain)
     out = config.progress_output
     out.write_progress(Progress(message=f"The push refers to repository [{repo_name.name}]"))
     if not config.reference_store.references_by_name(repo_name):
         raise DistributionError(f"An image does not exist locally with the tag: {repo_name.familiar_name}")
     auth = resolve_auth(config, ref)
-    confirmed_tls: set[str] = set()
-    last: BaseException | None = None
-    for endpoint in endpoints:
-        if endpoint.scheme != "https" and endpoint.host in confirmed_tls:
-            continue
-        try:
-            repo = connect(repo_name, endpoint, auth_config=auth, actions=("push", "pull"),
-                           meta_headers=config.meta_headers, retry=config.retry)
-            try:
-                _Pusher(config, repo, auth).push(ref)
-            except (DistributionError, OSError) as exc:
-                if continue_on_error(exc, False):
-                    raise FallbackError(exc, transport_ok=True) from exc
-                raise
-        except FallbackError as exc:
-            if exc.transport_ok and endpoint.scheme == "https":
-                confirmed_tls.add(endpoint.host)
-            last = exc.err
-            log.info("Attempting next endpoint for push after error: %s", exc)
-            continue
-        if config.image_event_logger is not None:
-            config.image_event_logger(ref.familiar, repo_name.familiar_name, "push")
-        return
-    if last is None:
-        raise DistributionError(f"no endpoints found for {repo_name.name}")
-    raise last
+
+    def attempt(endpoint: APIEndpoint, repo_name: Reference) -> None:
+        repo = connect(repo_name, endpoint, auth_config=auth, actions=("push", "pull"),
+                       meta_headers=config.meta_headers, retry=config.retry)
+        _Pusher(config, repo, auth).push(ref)
+
+    try_endpoints(ref, config, "push", attempt)
+    if config.image_event_logger is not None:
+        config.image_event_logger(ref.familiar, repo_name.familiar_name, "push")
 
 
 class _Pusher:
@@ -237,11 +218,13 @@ class _Pusher:
         assert ref.tag is not None
         try:
             self.repo.put_manifest(ref.tag, payload, media_type)
-        except RegistryError as exc:
-            if str(exc) == "tag invalid":
+        except TagInvalidError as exc:
+            # moby compares the error's text with "tag invalid": the bare code, with no message
+            # or detail of the registry's own (what a registry that wants schema1 answers)
+            if exc.bare and exc.request is None:
                 raise DistributionError(
                     "[DEPRECATED] support for pushing manifest v2 schema1 images has been removed. More information "
-                    f"at https://docs.docker.com/registry/spec/deprecated-schema-v1/: {exc}") from exc
+                    f"at https://docs.docker.com/registry/spec/deprecated-schema-v1/: {exc.code_text()}") from exc
             raise
         digest = Digest.from_bytes(payload)
         self.out.write_progress(Progress(message=f"{ref.tag}: digest: {digest} size: {len(payload)}"))
@@ -491,8 +474,7 @@ class _PushDescriptor:
         c = self.pusher.config
         return LayerProducer(source_diff=(layer.path, layer.split), compression=c.compression, level=c.compression_level)
 
-    def _upload(self, ctx: TransferContext, session: BlobUpload, diff_id: Digest, *,
-                restarted: bool = False) -> Descriptor:
+    def _upload(self, ctx: TransferContext, session: BlobUpload, diff_id: Digest) -> Descriptor:
         if self.layer.media_type() != DOCKER_LAYER:
             raise DoNotRetry(DistributionError(f"unsupported layer media type {self.layer.media_type()}"))
         store = self._store()
@@ -507,9 +489,7 @@ class _PushDescriptor:
             store.set(_UPLOAD_NS, key, session.location.encode())
         chunked = session.chunk_min_length is not None
         resumes = 0
-        skipped = False  # whether the registry holds bytes an earlier run of the producer sent
         while True:
-            skipped = skipped or session.offset > 0
             producer = self._produce()
             try:
                 if chunked:
@@ -544,19 +524,13 @@ class _PushDescriptor:
         try:
             session.commit(result.digest)
         except (DigestInvalidError, BlobUploadInvalidError):
-            if not skipped or restarted:
-                raise
-            # The bytes held came from another run of the producer, and this run's differ before
-            # the offset: ISA-L's level-1 gzip (the default) is not byte-identical from run to run
-            # when many compressions run at once (layer.py). Start over, once, in a new session.
-            log.warning("the upload of %s resumed at a point where its earlier bytes differ: starting over", diff_id)
+            # the bytes the session held are not this layer's (they were damaged at the registry
+            # or on the way): the session is of no use to any later attempt or run
             if store is not None:
                 store.delete(_UPLOAD_NS, key)
             with contextlib.suppress(DistributionError, OSError):
                 session.cancel()
-            fresh = self.pusher.repo.start_upload()
-            assert isinstance(fresh, BlobUpload)
-            return self._upload(ctx, fresh, diff_id, restarted=True)
+            raise
         if store is not None:
             store.delete(_UPLOAD_NS, key)
         return self._pushed(ctx, diff_id, result.digest, result.size)

@@ -1,12 +1,13 @@
-"""``tags()`` and ``get_repositories()``: moby's ``Tags`` and ``GetRepositories`` (spec §4.1–4.2)."""
+"""``tags()`` and ``get_repositories()``: moby's ``Tags`` (distribution/pull.go) and
+``GetRepositories`` (distribution/repository.go), over the one endpoint loop."""
 
 from __future__ import annotations
 
 import logging
 
 from .config import Config
-from .errors import DistributionError, FallbackError
-from .fallback import check_reserved, pull_endpoints, resolve_auth
+from .errors import DistributionError, FallbackError, translate_pull_error
+from .fallback import endpoints_for, resolve_auth, try_endpoints
 from .reference import Reference
 from .registry.client import Repository, connect
 from .registry.service import APIEndpoint
@@ -26,21 +27,23 @@ def tags(ref: Reference, config: Config | None = None) -> list[str]:
                        meta_headers=cfg.meta_headers, retry=cfg.retry)
         return repo.tags()
 
-    return pull_endpoints(ref, cfg, attempt)
+    return try_endpoints(ref, cfg, "pull", attempt, translate=lambda err: translate_pull_error(err, ref))
 
 
 def get_repositories(ref: Reference, config: Config | None = None) -> list[Repository]:
-    """One pinged :class:`Repository` per reachable pull endpoint (mirrors included); unreachable
-    ones are skipped. Raises the last error when none is reachable."""
+    """One pinged :class:`Repository` per reachable pull endpoint (mirrors included), in
+    endpoint order. As in moby, every endpoint is tried (no fallback rule, no TLS-twin skip) and
+    an unreachable one is skipped, logged at INFO; the last error is raised when none is
+    reachable. Unlike moby, the configured meta headers are sent here too."""
     cfg = config or Config()
-    repo_name = ref.trim()
-    check_reserved(repo_name)
+    repo_name, endpoints = endpoints_for(ref, cfg, "pull")
     auth = resolve_auth(cfg, repo_name)
     out: list[Repository] = []
     last: BaseException | None = None
-    for endpoint in cfg.registry_service.lookup_pull_endpoints(repo_name.domain):
+    for endpoint in endpoints:
         try:
-            out.append(connect(repo_name, endpoint, auth_config=auth, actions=("pull",), retry=cfg.retry))
+            out.append(connect(repo_name, endpoint, auth_config=auth, actions=("pull",),
+                               meta_headers=cfg.meta_headers, retry=cfg.retry))
         except (DistributionError, OSError) as exc:
             log.info("failed to create repository for %s at %s: %s", repo_name.familiar_name, endpoint.url, exc)
             last = exc.err if isinstance(exc, FallbackError) else exc

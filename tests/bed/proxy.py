@@ -6,7 +6,8 @@ request by path substring (first match, each fault used ``times`` times), can:
 
 * ``cut_after``: close the connection after N body bytes;
 * ``ignore_range``: drop the client's Range header (the upstream answers 200 with everything);
-* ``status``: answer with this status (and ``retry_after``) instead of forwarding;
+* ``status``: answer with this status (and ``retry_after``) instead of forwarding; ``body`` is
+  then the JSON error document sent (by default one for 429, plain text for the rest);
 * ``flip_byte``: flip the byte at offset N of the body;
 * ``stall``: sleep this many seconds before answering;
 * ``throttle``: send (and read) bodies at this many bytes per second;
@@ -64,6 +65,7 @@ class Fault:
     cut_request_after: int | None = None
     flip_request_byte: int | None = None
     headers: dict[str, str] | None = None
+    body: bytes | None = None  # with status: a JSON answer instead of the default
 
 
 class FaultProxy:
@@ -245,11 +247,13 @@ class FaultProxy:
         if fault and fault.stall:
             time.sleep(fault.stall)
         if fault and fault.status:
-            payload = b'{"errors":[{"code":"TOOMANYREQUESTS","message":"injected"}]}' if fault.status == 429 else b"injected"
+            payload = fault.body if fault.body is not None else \
+                b'{"errors":[{"code":"TOOMANYREQUESTS","message":"injected"}]}' if fault.status == 429 else b"injected"
+            is_json = fault.body is not None or fault.status == 429
             h.send_response(fault.status)
             if fault.retry_after is not None:
                 h.send_header("Retry-After", fault.retry_after)
-            h.send_header("Content-Type", "application/json" if fault.status == 429 else "text/plain")
+            h.send_header("Content-Type", "application/json" if is_json else "text/plain")
             h.send_header("Content-Length", str(len(payload)))
             h.end_headers()
             h.wfile.write(payload)
