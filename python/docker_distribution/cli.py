@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 from . import __version__
 from .config import Config
-from .digest import SHA256, Digest
+from .digest import ALGORITHMS, SHA256, Digest
 from .errors import DistributionError, InvalidOptionError, OperationCancelledError
 from .platform import parse_platform
 from .progress import JSONProgress, NullProgress, TerminalProgress, format_bytes
@@ -355,7 +355,7 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("digest", help="print the digest and size of files (hashed natively)")
     p.add_argument("files", nargs="+", metavar="FILE")
-    p.add_argument("--algorithm", default=SHA256, choices=["sha256", "sha384", "sha512"], help="default: sha256")
+    p.add_argument("--algorithm", default=SHA256, choices=list(ALGORITHMS), help="default: sha256")
     p.set_defaults(func=_cmd_digest)
 
     p = sub.add_parser("tags", parents=[registry_opts], help="list the tags of a remote repository")

@@ -13,11 +13,13 @@ from dataclasses import dataclass
 from . import _native
 from .errors import check_count
 
-__all__ = ["Digest", "Digester", "digest_bytes", "verify_file", "SHA256", "SHA384", "SHA512"]
+__all__ = ["Digest", "Digester", "digest_bytes", "verify_file", "ALGORITHMS", "SHA256", "SHA384", "SHA512"]
 
 SHA256 = "sha256"
 SHA384 = "sha384"
 SHA512 = "sha512"
+#: every algorithm a digest may name (the image-spec's registered ones)
+ALGORITHMS = (SHA256, SHA384, SHA512)
 
 StrPath = str | os.PathLike[str]
 

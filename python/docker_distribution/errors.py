@@ -863,7 +863,7 @@ class ImageDeleteConflictError(StoreError):
     tag, or span repositories, is deleted only when forced (``docker rmi -f``)."""
 
     def __init__(self, image_id: str) -> None:
-        short = image_id.removeprefix("sha256:")[:12]
+        short = image_id.partition(":")[2][:12] if ":" in image_id else image_id[:12]
         super().__init__(f"conflict: unable to delete {short} (must be forced) - "
                          "image is referenced in multiple repositories")
 

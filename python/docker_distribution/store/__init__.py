@@ -158,8 +158,9 @@ class Store:
         return None, image_id
 
     def _id_of(self, value: str) -> Digest | None:
-        prefix = value.removeprefix("sha256:")
-        matches = [i for i in self.images.list() if i.encoded.startswith(prefix)] if len(prefix) >= 4 else []
+        algorithm, sep, prefix = value.rpartition(":")
+        matches = [i for i in self.images.list()
+                   if i.encoded.startswith(prefix) and (not sep or i.algorithm == algorithm)] if len(prefix) >= 4 else []
         return matches[0] if len(matches) == 1 else None
 
     def _image_of(self, ref: Reference, asked: str | None = None) -> Digest:

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from .. import _native
-from ..digest import Digest
+from ..digest import ALGORITHMS, Digest
 from ..errors import CorruptStoreError, DistributionError, MaxDepthExceededError, ObjectNotFoundError, StoreError
 from ..fsutil import file_lock, fsync_dir, read_json, unique_tmp
 from ..layer import AppliedLayer, LayerApplier, Limits, TarReader, apply_layer
@@ -273,12 +273,13 @@ class LayerStore:
 
     def records(self) -> Iterator[LayerInfo | CorruptStoreError]:
         """Each layer's record, or the error (naming the file) of one that does not read back."""
-        for d in sorted((self.root / "sha256").iterdir()):
-            if not d.name.startswith(".") and (d / "meta.json").is_file():
-                try:
-                    yield LayerInfo._read(d, Digest("sha256", d.name))
-                except CorruptStoreError as exc:
-                    yield exc
+        for algo in sorted(p.name for p in self.root.iterdir() if p.name in ALGORITHMS):
+            for d in sorted((self.root / algo).iterdir()):
+                if not d.name.startswith(".") and (d / "meta.json").is_file():
+                    try:
+                        yield LayerInfo._read(d, Digest(algo, d.name))
+                    except CorruptStoreError as exc:
+                        yield exc
 
     # --- references ------------------------------------------------------------------------
 

@@ -81,9 +81,14 @@ def _add_tree(t: tarfile.TarFile, root: Path) -> None:
         t.add(p, arcname=str(p.relative_to(root)), recursive=False)
 
 
+def _blob_path(layout: Path, d: Digest) -> Path:
+    """Where the image-spec puts blob ``d`` in a layout: ``blobs/<algorithm>/<encoded>``."""
+    return layout / _blob_name(d)
+
+
 def _blob(layout: Path, data: bytes) -> Descriptor:
     d = Digest.from_bytes(data)
-    p = layout / "blobs" / d.algorithm / d.encoded
+    p = _blob_path(layout, d)
     p.parent.mkdir(parents=True, exist_ok=True)
     if not p.exists():
         p.write_bytes(data)
@@ -96,7 +101,6 @@ def _save_dir(store: Any, refs: Sequence[Reference | str], layout: Path) -> None
         store.lookup(ref) if isinstance(ref, str) else (ref, store.resolve(ref if ref.digest else ref.tag_name_only()))
         for ref in refs]
     layout.mkdir(parents=True, exist_ok=True)
-    (layout / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
     entries = []
     saved: dict[Digest, dict[str, Any]] = {}  # image ID → its manifest's descriptor
     archive: dict[Digest, dict[str, Any]] = {}  # image ID → its item of docker's manifest.json
@@ -124,9 +128,12 @@ def _save_image(store: Any, layout: Path, image_id: Digest) -> tuple[dict[str, A
     cid = store.image_chain_id(image_id)
     for info in (store.layers.chain(cid) if cid is not None else []):
         d = store.layers.layer_dir(info.chain_id)
-        tmp = layout / "blobs" / "sha256" / ".layer.tmp"
+        tmp = layout / "blobs" / ".layer.tmp"
+        tmp.parent.mkdir(parents=True, exist_ok=True)
         produced = produce_layer(tmp, source_diff=(d / "diff", d / "tar-split.zst"), compression="gzip")
-        tmp.rename(layout / "blobs" / "sha256" / produced.digest.encoded)
+        dest = _blob_path(layout, produced.digest)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp.rename(dest)
         layers.append({"mediaType": OCI_LAYER_GZIP, "digest": str(produced.digest), "size": produced.size})
     manifest = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
                            "config": {"mediaType": OCI_CONFIG, "digest": str(image_id), "size": len(config)},
@@ -177,7 +184,7 @@ MAX_INDEX_DEPTH = 4
 
 
 def _read_blob(layout: Path, desc: Descriptor) -> bytes:
-    data = _read_small(_blob_path(layout, desc), str(desc.digest))
+    data = _read_small(_existing_blob(layout, desc), str(desc.digest))
     desc.digest.verify_bytes(data)
     return data
 
@@ -189,8 +196,8 @@ def _read_small(path: Path, what: str) -> bytes:
     return path.read_bytes()
 
 
-def _blob_path(layout: Path, desc: Descriptor) -> Path:
-    p = layout / "blobs" / desc.digest.algorithm / desc.digest.encoded
+def _existing_blob(layout: Path, desc: Descriptor) -> Path:
+    p = _blob_path(layout, desc.digest)
     if not p.is_file():
         raise InvalidLayoutError(f"{layout}: blob {desc.digest} is missing")
     return p
@@ -244,7 +251,7 @@ def _load_manifest(store: Any, layout: Path, desc: Descriptor, depth: int = 0) -
         if not matches:
             raise DistributionError("no manifest in the layout's index matches this platform")
         return _load_manifest(store, layout, matches[0], depth + 1)
-    return _load_image(store, _read_blob(layout, m.config), [(_blob_path(layout, ld), ld) for ld in m.layers],
+    return _load_image(store, _read_blob(layout, m.config), [(_existing_blob(layout, ld), ld) for ld in m.layers],
                        f"manifest {desc.digest}")
 
 
