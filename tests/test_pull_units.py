@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from typing import Any
 from pathlib import Path
 
 import docker_distribution as dd
@@ -343,3 +344,60 @@ def test_cli_output_into_a_closed_pipe_ends_quietly_as_docker_s(tmp_path: Path) 
                            " echo ${PIPESTATUS[0]}", shell=True, executable="/bin/bash", capture_output=True,
                            text=True)
         assert (r.stdout, r.stderr) == ("141\n", ""), argv
+
+
+# --- which errors are retried or resumed ---------------------------------------------------------
+
+
+class _Body:
+    """A response whose body read raises ``exc`` after one chunk."""
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+        self.raw = self
+
+    def stream(self, n: int, decode_content: bool) -> Iterator[bytes]:
+        yield b"x" * 10
+        raise self.exc
+
+
+def test_a_broken_connection_mid_body_is_a_transport_error_to_resume() -> None:
+    import urllib3
+
+    from docker_distribution.pull import _received
+
+    for exc in (urllib3.exceptions.ProtocolError("reset"), ConnectionResetError(), TimeoutError()):
+        with pytest.raises(E.TransportError):
+            list(_received(_Body(exc), dd.digest_bytes(b"")))
+
+
+def test_a_bug_while_reading_a_body_is_not_taken_for_a_network_fault() -> None:
+    from docker_distribution.pull import _received
+
+    with pytest.raises(TypeError):  # not a TransportError, which would be resumed with Range
+        list(_received(_Body(TypeError("a bug")), dd.digest_bytes(b"")))
+
+
+@pytest.mark.parametrize("exc", [KeyboardInterrupt(), TypeError("a bug")])
+def test_the_config_fetch_retries_neither_ctrl_c_nor_a_bug(exc: BaseException) -> None:
+    calls = []
+
+    def fetch() -> bytes:
+        calls.append(1)
+        raise exc
+
+    with pytest.raises(type(exc)):
+        _retry(fetch, threading.Event())
+    assert len(calls) == 1
+
+
+def test_a_transfer_retries_network_and_disk_errors_but_not_a_bug() -> None:
+    from types import SimpleNamespace
+
+    from docker_distribution.xfer.transfer import should_retry
+
+    ctx: Any = SimpleNamespace(cancelled=threading.Event())  # what should_retry reads of a transfer
+    assert should_retry(ctx, E.TransportError("GET", "u", "reset"), 1, 5)
+    assert should_retry(ctx, OSError(5, "Input/output error"), 1, 5)
+    assert not should_retry(ctx, TypeError("a bug"), 1, 5)
+    assert not should_retry(ctx, KeyboardInterrupt(), 1, 5)

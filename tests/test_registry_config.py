@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 import pytest
 from docker_distribution import errors as E
 from docker_distribution.reference import parse_normalized_named
@@ -45,7 +47,9 @@ def test_continue_on_error_mirror_endpoint(err: BaseException, _: bool) -> None:
     assert E.continue_on_error(err, True) is True
 
 
-@pytest.mark.parametrize("err", [Exception("no such process"), E.OperationCancelledError(),
+@pytest.mark.parametrize("err", [ProcessLookupError(errno.ESRCH, "No such process"),
+                                 ProcessLookupError(errno.ESRCH, "Aucun processus de ce type"),  # any locale
+                                 E.OperationCancelledError(),
                                  E.OperationCancelledError("context deadline exceeded")])
 @pytest.mark.parametrize("mirror", [True, False])
 def test_continue_on_error_never_continue(err: BaseException, mirror: bool) -> None:
@@ -60,9 +64,12 @@ def test_retry_on_error_classification() -> None:
     for err in (E.UnauthorizedError(detail=1), E.DeniedError(detail=1), E.TooManyRequestsError(detail=1),
                 E.UnsupportedError(detail=1), E.NameUnknownError(detail=1), E.NoBasicAuthCredentialsError(),
                 E.NoTokenError(), E.UnsupportedMediaTypeError("x"), E.BlobUnknownError(detail=1),
-                OSError(28, "no space left on device")):
+                OSError(errno.ENOSPC, "No space left on device"),
+                OSError(errno.ENOSPC, "Aucun espace disponible sur le périphérique"),  # by errno, in any locale
+                OSError(errno.EDQUOT, "Disk quota exceeded")):
         assert isinstance(E.retry_on_error(err), E.DoNotRetry), err
     for err in (E.UnexpectedHTTPStatusError(500), EOFError("EOF"), E.TransportError("GET", "u", "reset"),
+                E.TransportError("GET", "u", "no space left on device"),  # a message is no errno
                 E.ManifestUnknownError()):  # the bare code is retried (moby quirk)
         assert E.retry_on_error(err) is err
 
@@ -316,11 +323,11 @@ def test_secrets_stay_out_of_reprs_and_urls() -> None:
 
 @pytest.mark.parametrize("transport_ok, tried", [(True, ["https"]), (False, ["https", "http"])])
 def test_pull_endpoints_skip_http_on_a_host_whose_tls_answered(transport_ok: bool, tried: list[str]) -> None:
-    """moby's pullEndpoints (spec §2.2): an insecure registry is tried over https, then http; after
+    """moby's pullEndpoints (distribution/pull.go): an insecure registry is tried over https, then http; after
     a fallback from an https endpoint whose TLS worked (``transport_ok``), that host's http endpoint
     is skipped and the https endpoint's error is the one reported."""
     from docker_distribution.config import Config
-    from docker_distribution.fallback import pull_endpoints
+    from docker_distribution.fallback import try_endpoints
     from docker_distribution.registry.service import APIEndpoint
 
     svc = RegistryService(ServiceOptions(insecure_registries=["127.0.0.1:5000"]))
@@ -331,6 +338,34 @@ def test_pull_endpoints_skip_http_on_a_host_whose_tls_answered(transport_ok: boo
         raise E.FallbackError(E.DistributionError(f"{endpoint.scheme} failed"), transport_ok=transport_ok)
 
     with pytest.raises(E.DistributionError) as info:
-        pull_endpoints(parse_normalized_named("127.0.0.1:5000/app:v1"), Config(registry_service=svc), attempt)
+        try_endpoints(parse_normalized_named("127.0.0.1:5000/app:v1"), Config(registry_service=svc), "pull", attempt)
     assert seen == tried
     assert str(info.value) == f"{tried[-1]} failed"
+
+
+def test_an_error_that_only_says_no_such_process_still_falls_back() -> None:
+    # moby matches the text; the errno is what means a process went away
+    assert E.continue_on_error(E.UnexpectedHTTPStatusError(502, "no such process"), False) is True
+
+
+@pytest.mark.parametrize("verb", ["pull", "push"])
+def test_the_endpoint_loop_falls_back_alike_for_pull_and_push(verb: str) -> None:
+    """push runs the same loop as pull: an insecure registry's https endpoint, then its http one,
+    after a TLS failure."""
+    from docker_distribution.config import Config
+    from docker_distribution.fallback import try_endpoints
+    from docker_distribution.registry.service import APIEndpoint
+
+    svc = RegistryService(ServiceOptions(insecure_registries=["127.0.0.1:5000"]))
+    seen: list[str] = []
+
+    def attempt(endpoint: APIEndpoint, _: object) -> str:
+        seen.append(endpoint.scheme)
+        if endpoint.scheme == "https":
+            # what the ping gives when TLS fails: the plain-HTTP twin is tried next
+            raise E.FallbackError(E.TransportError("GET", endpoint.url, "tls: handshake failure"), transport_ok=False)
+        return "done"
+
+    assert try_endpoints(parse_normalized_named("127.0.0.1:5000/app:v1"), Config(registry_service=svc),
+                         verb, attempt) == "done"  # type: ignore[arg-type]
+    assert seen == ["https", "http"]

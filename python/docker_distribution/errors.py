@@ -74,6 +74,7 @@ succeed. The messages of registry errors follow moby's ``errcode`` formatting:
 
 from __future__ import annotations
 
+import errno
 import json
 from collections.abc import Mapping
 from typing import ClassVar
@@ -725,7 +726,8 @@ def continue_on_error(err: BaseException, mirror: bool) -> bool:
         return mirror
     if isinstance(err, UnsupportedMediaTypeError):
         return False
-    return "no such process" not in str(err)
+    # moby's text check for "no such process" (a plugin that went away) is ESRCH
+    return not (isinstance(err, OSError) and err.errno == errno.ESRCH)
 
 
 def retry_on_error(err: BaseException) -> BaseException:
@@ -737,7 +739,7 @@ def retry_on_error(err: BaseException) -> BaseException:
     if isinstance(err, (NoBasicAuthCredentialsError, NoTokenError, UnexpectedHTTPResponseError,
                         UnsupportedMediaTypeError, BlobUnknownError, VerificationError, LayerError)):
         return DoNotRetry(err)
-    if isinstance(err, OSError) and "no space left on device" in str(err).lower():
+    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):  # a full disk, or quota
         return DoNotRetry(err)
     return err
 

@@ -13,12 +13,15 @@ that ignores Range is handled), and zstd layers are accepted.
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+import urllib3
 
 from .config import Config, common_fields
 from .descriptor import Descriptor
@@ -468,13 +471,14 @@ def _check_supported_media_type(mt: str) -> None:
 
 
 def _retry(fn: Any, cancel: threading.Event) -> bytes:
-    """moby's ``retry``: 5 attempts, 250 ms doubling, stopping at a DoNotRetry."""
+    """moby's ``retry``: 5 attempts, 250 ms doubling, stopping at a DoNotRetry. Only errors about
+    the registry, the network or the disk are retried; anything else is raised at once."""
     delay = CONFIG_BACKOFF
     attempt = 0
     while True:
         try:
             return bytes(fn())
-        except BaseException as exc:
+        except (DistributionError, OSError) as exc:  # a cancel, Ctrl-C or a bug is not retried
             err = retry_on_error(exc)
             attempt += 1
             if isinstance(err, DoNotRetry):
@@ -691,6 +695,12 @@ class _LayerDescriptor:
         progress.finish()
 
 
+#: what a response body's read raises when the connection breaks: urllib3's errors (a reset, a
+#: timeout, a body shorter than announced), http.client's, and the socket's own. Anything else
+#: (a TypeError, say) is a bug, not a network fault, and is not resumed with Range.
+_BROKEN_STREAM = (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError)
+
+
 def _received(resp: Any, digest: Digest) -> Iterator[bytes]:
     """A blob response's raw chunks. A failed read is a :class:`TransportError` (the caller resumes
     with Range); an error while the caller handles a chunk (a full disk, a bad layer) stays what it is."""
@@ -700,7 +710,7 @@ def _received(resp: Any, digest: Digest) -> Iterator[bytes]:
             chunk = next(chunks)
         except StopIteration:
             return
-        except Exception as exc:  # urllib3's and the socket's errors
+        except _BROKEN_STREAM as exc:
             raise TransportError("GET", str(digest), type(exc).__name__) from exc
         yield chunk
 

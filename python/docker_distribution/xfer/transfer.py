@@ -188,11 +188,13 @@ def drop_prefix(chunk: bytes, skip: int) -> tuple[bytes, int]:
 
 
 def should_retry(ctx: TransferContext, exc: BaseException, attempt: int, max_attempts: int) -> bool:
-    """Whether a failed attempt gets another (moby: not after a cancel, a DoNotRetry, or the last attempt)."""
+    """Whether a failed attempt gets another (moby: not after a cancel, a DoNotRetry, or the last
+    attempt). Only errors about the registry, the network or the disk are retried: Ctrl-C or a
+    bug (a TypeError, say) ends the transfer at once."""
     if ctx.cancelled.is_set():
         raise OperationCancelledError() from exc
     err = exc if isinstance(exc, DoNotRetry) else retry_on_error(exc)
-    return not isinstance(err, DoNotRetry) and attempt < max_attempts and isinstance(exc, Exception)
+    return not isinstance(err, DoNotRetry) and attempt < max_attempts and isinstance(exc, (DistributionError, OSError))
 
 
 class TransferManager:
