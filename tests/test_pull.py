@@ -262,3 +262,21 @@ def test_cli_pull_images_unpack_rmi(registry: Registry, layers: list[Path], tmp_
     assert f"Deleted: sha256:{image_id}" in removed
     assert {f"sha256:{h}" for h in layer_dirs} <= {line.split(" ")[1] for line in removed.splitlines()}
     assert not any((tmp_path / "root" / "layers" / "sha256").iterdir())
+
+
+def test_a_failed_v2_metadata_write_is_logged_with_its_reason_and_the_pull_completes(
+        registry: Registry, layers: list[Path], tmp_path: Path, repo_name: str,
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    ref_s = _push(tmp_path, registry, repo_name, layers)
+    store = Store(tmp_path / "store")
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise E.StoreError("metadata directory is read-only")
+
+    monkeypatch.setattr(store.v2_metadata, "add", refuse)
+    with caplog.at_level("DEBUG", logger="docker_distribution"):
+        image_id = pull_image(dd.parse_normalized_named(ref_s), store, config=ANON)
+    assert store.images.get(image_id)
+    records = [r for r in caplog.records if "V2 metadata" in r.getMessage()]
+    assert len(records) == len(layers) and all("metadata directory is read-only" in r.getMessage() for r in records)
+    assert all(r.levelname == "DEBUG" for r in records)

@@ -289,8 +289,8 @@ class _Puller:
         except AlreadyExistsError:
             try:
                 return self._get_local(desc.digest, mt, ref)
-            except (DistributionError, ValueError):
-                pass
+            except (DistributionError, ValueError) as exc:
+                log.debug("The stored copy of manifest %s is not usable, fetching it: %s", desc.digest, exc)
         except DistributionError as exc:
             log.debug("local content store unavailable for %s: %s", desc.digest, exc)
         try:
@@ -313,8 +313,8 @@ class _Puller:
                 writer.close()
                 try:
                     self.local.abort(key)
-                except DistributionError:
-                    pass
+                except DistributionError as abort_exc:
+                    log.debug("Error aborting content ingest %s: %s", key, abort_exc)
         return parse_manifest(raw.media_type, raw.payload, raw.digest)
 
     def _get_local(self, digest: Digest, mt: str, ref: Reference) -> ImageManifest | ImageIndex | Schema1Manifest:
@@ -521,16 +521,18 @@ class _LayerDescriptor:
             try:
                 self.metadata.add(diff_id, V2Metadata(self.desc.digest, self.repo.named.name))
                 self.metadata.set_compression(self.desc.digest, "zstd" if "zstd" in self.desc.media_type else "gzip")
-            except DistributionError:
-                pass
+            except DistributionError as exc:
+                # the layer is in; only a later push's existence checks and mounts miss this record
+                log.debug("Failed to record the V2 metadata of %s (%s): %s", self.desc.digest, diff_id, exc)
 
     def _open_ingest(self) -> ContentWriter | None:
         if self.local is None:
             return None
         try:
             return self.local.writer(ref=f"pull-layer-{self.desc.digest}", total=self.desc.size, hashing=False)
-        except DistributionError:
-            return None  # another process is fetching this blob: no resumption record for us
+        except DistributionError as exc:  # another process is fetching this blob: no resumption record for us
+            log.debug("No resumable ingest for %s: %s", self.desc.digest, exc)
+            return None
 
     def download(self, ctx: TransferContext, pending: PendingLayer) -> None:
         size = self.desc.size

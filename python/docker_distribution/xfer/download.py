@@ -17,6 +17,7 @@ from typing import Protocol
 from ..digest import Digest
 from ..errors import (
     DistributionError,
+    ObjectNotFoundError,
     OperationCancelledError,
     check_count,
 )
@@ -118,8 +119,10 @@ class LayerDownloadManager:
                         rootfs.append(diff_id)
                         d.registered(diff_id)
                         continue
-                except (DistributionError, OSError):
-                    pass
+                except ObjectNotFoundError:
+                    pass  # no diffID recorded for this blob: it is fetched
+                except (DistributionError, OSError) as exc:
+                    log.debug("Checking whether layer %s is present failed, downloading it: %s", d.id(), exc)
                 checking = False  # the first missing layer ends existence checks for all above it
             if d.key() in by_key:
                 fn = self._from_earlier(d, by_key[d.key()], top_transfer, top_cid)
