@@ -13,6 +13,10 @@ __all__ = ["Descriptor"]
 
 @dataclass(frozen=True, slots=True)
 class Descriptor:
+    """An OCI content descriptor: what a manifest or index says of one blob or manifest, its media
+    type, digest and size (and the optional URLs, annotations, platform and artifact type). The
+    digest and size are what every fetch of the blob is verified against."""
+
     media_type: str
     digest: Digest
     size: int

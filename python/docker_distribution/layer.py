@@ -90,6 +90,10 @@ class Limits:
 
 @dataclass(frozen=True, slots=True)
 class AppliedLayer:
+    """What applying one layer blob produced: its diffID (the uncompressed tar's digest), the blob's
+    own digest and size as verified, the tar's size and entry count, docker's size of the layer,
+    and the compression found (``gzip``, ``zstd`` or ``none``)."""
+
     diff_id: Digest
     digest: Digest
     size: int
@@ -107,6 +111,9 @@ class AppliedLayer:
 
 @dataclass(frozen=True, slots=True)
 class ProducedLayer:
+    """A layer blob made for push or save: its digest and size as compressed, and its diffID and
+    size uncompressed, all computed in the one pass that wrote it."""
+
     digest: Digest
     size: int
     diff_id: Digest

@@ -55,6 +55,9 @@ class ImageIndex:
 
 @dataclass(frozen=True, slots=True)
 class Schema1Manifest:
+    """A Docker schema1 manifest, kept only to be refused with moby's deprecation message: its
+    bytes as received and their digest."""
+
     raw: bytes
     digest: Digest
 

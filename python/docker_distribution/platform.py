@@ -23,6 +23,9 @@ __all__ = ["Platform", "default_platform", "filter_manifests", "format_all", "ma
 
 @dataclass(frozen=True, slots=True)
 class Platform:
+    """An OCI platform: os, architecture, variant and os version (empty when not given). Parse one
+    from text with :func:`parse_platform`; compare with :func:`matches` after :func:`normalize`."""
+
     os: str = ""
     architecture: str = ""
     variant: str = ""

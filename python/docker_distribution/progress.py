@@ -22,6 +22,11 @@ __all__ = ["CollectingProgress", "JSONProgress", "NullProgress", "Progress", "Pr
 
 @dataclass(frozen=True, slots=True)
 class Progress:
+    """One progress event, moby's ``progress.Progress``: a layer's ``id`` with an ``action``
+    (``Downloading``, ``Pull complete`` …) and its ``current``/``total`` bytes, or a ``message``
+    line, or ``aux`` data (a push's tag, digest and size). ``last_update`` marks a layer's last
+    event."""
+
     id: str = ""
     message: str = ""
     action: str = ""

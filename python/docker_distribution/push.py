@@ -93,6 +93,10 @@ def upload_key(repo: str, compression: str, level: int | None, diff_id: Digest) 
 
 @dataclass(frozen=True, kw_only=True)
 class ImagePushConfig(Config):
+    """moby's ``ImagePushConfig``: the stores to push from (layers, images, references, V2
+    metadata), the upload manager, and how layers are compressed (gzip by default; zstd beyond
+    moby). :func:`push_image` builds one over the embedded store."""
+
     config_media_type: str = DOCKER_CONFIG
     layer_stores: PushLayerProvider
     upload_manager: LayerUploadManager

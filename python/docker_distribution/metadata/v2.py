@@ -49,6 +49,9 @@ _COMPRESSION = "compression-by-digest"
 
 @dataclass(frozen=True, slots=True)
 class V2Metadata:
+    """moby's ``V2Metadata``: a blob (by digest) known to hold some diffID, the repository it was
+    seen in, and the HMAC of the credentials it was seen with (empty for anonymous access)."""
+
     digest: Digest
     source_repository: str = ""
     hmac: str = ""

@@ -91,6 +91,9 @@ def repository_scope(path: str, *actions: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Challenge:
+    """One ``WWW-Authenticate`` challenge: its scheme (lower-cased: ``basic`` or ``bearer``) and
+    its parameters (``realm``, ``service``, ``scope`` …)."""
+
     scheme: str  # lower-cased
     params: Mapping[str, str]
 

@@ -19,6 +19,9 @@ __all__ = ["LoginResult", "login"]
 
 @dataclass(frozen=True, slots=True)
 class LoginResult:
+    """What a successful login answered: docker's status line (``Login Succeeded``) and the
+    identity token the registry offered, if any."""
+
     status: str
     #: the refresh token the registry offered, to store instead of the password
     identity_token: str = ""

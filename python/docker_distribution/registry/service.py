@@ -168,6 +168,9 @@ class ServiceOptions:
 
 @dataclass(frozen=True, slots=True)
 class IndexInfo:
+    """moby's ``registry.IndexInfo``: a registry's normalised name, its configured mirrors,
+    whether it must be reached over verified TLS, and whether it is Docker Hub."""
+
     name: str
     mirrors: tuple[str, ...] = ()
     secure: bool = True

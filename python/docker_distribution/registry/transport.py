@@ -105,6 +105,9 @@ NO_RETRY = RetryPolicy(attempts=1)
 
 @dataclass(frozen=True, slots=True)
 class RateLimit:
+    """A registry's rate-limit headers as sent (``RateLimit-Limit`` and ``RateLimit-Remaining``,
+    e.g. ``100;w=21600``); None when absent."""
+
     limit: str | None
     remaining: str | None
 

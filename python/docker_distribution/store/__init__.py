@@ -71,6 +71,9 @@ def default_root() -> Path:
 
 @dataclass
 class PruneReport:
+    """What :meth:`Store.prune` deleted: images, layers and content blobs no image needs, and
+    leftovers of crashed writers (by path)."""
+
     images: list[Digest] = field(default_factory=list)
     layers: list[Digest] = field(default_factory=list)
     content: list[Digest] = field(default_factory=list)

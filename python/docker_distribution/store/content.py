@@ -65,6 +65,8 @@ def _ingest_meta(m: object) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class Info:
+    """A committed blob of the content store: digest, size, times (Unix seconds) and labels."""
+
     digest: Digest
     size: int
     created_at: float
@@ -74,6 +76,9 @@ class Info:
 
 @dataclass(frozen=True, slots=True)
 class Status:
+    """An ingest in progress: its ref, the bytes written so far of ``total``, the digest it is
+    expected to have, and when it started and last grew (Unix seconds)."""
+
     ref: str
     offset: int
     total: int

@@ -62,6 +62,9 @@ def _count(v: object) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class LayerInfo:
+    """A layer store record: chain ID, diffID, parent chain ID (None for a base layer), the diff's
+    size in bytes, and docker's size of the layer."""
+
     chain_id: Digest
     diff_id: Digest
     parent: Digest | None

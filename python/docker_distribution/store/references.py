@@ -32,6 +32,8 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True)
 class Association:
+    """One reference of the reference store and the image ID it points to."""
+
     ref: Reference
     id: Digest
 
