@@ -5,6 +5,9 @@
 * ``token_registry``: (c) bearer-token auth through ``bed.token_issuer``.
 * ``mirror_registry``: (d) a pull-through cache (``proxy.remoteurl``) in front of (a).
 * ``registry_factory``: fresh plain registries for tests that need one to themselves.
+* ``proxy`` / ``front``: the fault-injecting proxy (``bed/proxy.py``) in front of (a), plain or
+  with its resumable upload front. Each checks, after its test, that every fault the test added
+  fired: a fault that never fired proves nothing about surviving it.
 
 The shared registries live for the whole session; tests keep apart by repository name.
 """
@@ -19,6 +22,7 @@ from pathlib import Path
 import bcrypt
 import pytest
 from bed.pki import CertificateAuthority, Issued
+from bed.proxy import FaultProxy
 from bed.registry import Registry
 from bed.token_issuer import TokenIssuer, User
 
@@ -120,3 +124,22 @@ def registry_factory(tmp_path: Path) -> Iterator[Callable[..., Registry]]:
 def repo_name() -> str:
     """A repository name no other test uses."""
     return f"test/{uuid.uuid4().hex[:12]}"
+
+
+def _checked_proxy(upstream: str, *, resumable_uploads: bool = False) -> Iterator[FaultProxy]:
+    p = FaultProxy(upstream, resumable_uploads=resumable_uploads)
+    try:
+        yield p
+    finally:
+        p.stop()
+    assert p.unfired() == [], "faults the test added that never fired"
+
+
+@pytest.fixture
+def proxy(registry: Registry) -> Iterator[FaultProxy]:
+    yield from _checked_proxy(registry.url)
+
+
+@pytest.fixture
+def front(registry: Registry) -> Iterator[FaultProxy]:
+    yield from _checked_proxy(registry.url, resumable_uploads=True)

@@ -292,6 +292,7 @@ def test_crash_loop_of_killed_pulls(three_images: list[str], registry: Registry,
         root = tmp_path / "root"
         crash_loop("pull", root, refs, tmp_path, seed=9)
         assert len(Store(root).images.list()) == 3
+        assert proxy.unfired() == []  # the pulls were throttled, so the kills met them mid-blob
     finally:
         proxy.stop()
 

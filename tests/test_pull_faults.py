@@ -23,13 +23,6 @@ from oci import image_manifest, skopeo_push, write_layout
 ANON = dd.Config(auth_config=AuthConfig(), retry=dd.RetryPolicy(attempts=3, backoff=0.01))
 
 
-@pytest.fixture
-def proxy(registry: Registry) -> Iterator[FaultProxy]:
-    p = FaultProxy(registry.url)
-    yield p
-    p.stop()
-
-
 def _image(tmp: Path, reg: Registry, repo: str) -> tuple[str, str, int]:
     """Push a one-layer image of ~4 MB random data; returns (tag ref path, layer digest, layer size)."""
     src = tmp / "src"
@@ -425,3 +418,18 @@ def test_a_manifest_of_more_than_125_layers_is_refused_before_any_download(
         _fast_pull(proxy, f"{repo_name}:v1", store)
     assert not [p for (_, p, _) in proxy.requests if "/blobs/" in p]
     assert store.layers.list() == [] and store.references.all() == {}
+
+
+def test_the_proxy_tells_which_faults_never_fired(registry: Registry) -> None:
+    p = FaultProxy(registry.url)
+    try:
+        fired, idle = Fault(match="/v2/"), Fault(match="/no/such/path/")
+        p.add(fired)
+        p.add(idle)
+        p.add(Fault(match="/also/never/", optional=True))
+        import requests
+
+        requests.get(f"{p.url}/v2/", timeout=10)
+        assert fired.fired == 1 and p.unfired() == [idle]
+    finally:
+        p.stop()

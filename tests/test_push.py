@@ -310,6 +310,7 @@ def test_a_413_switches_the_upload_to_chunks(registry_factory: object, pulled: t
         assert out.texts().count("Pushed") == 2
         fresh = Store(tmp_path / "fresh")
         assert pull_image(dd.parse_normalized_named(f"{reg.host}/chunked/app:v1"), fresh, config=ANON) == image_id
+        assert proxy.unfired() == []
     finally:
         proxy.stop()
 

@@ -36,20 +36,6 @@ ANON = dd.Config(auth_config=AuthConfig(), retry=dd.RetryPolicy(attempts=3, back
 BIG = 4 << 20  # the big layer: incompressible, so its gzip is about as large
 
 
-@pytest.fixture
-def proxy(registry: Registry) -> Iterator[FaultProxy]:
-    p = FaultProxy(registry.url)
-    yield p
-    p.stop()
-
-
-@pytest.fixture
-def front(registry: Registry) -> Iterator[FaultProxy]:
-    p = FaultProxy(registry.url, resumable_uploads=True)
-    yield p
-    p.stop()
-
-
 def _local_image(root: Path, tmp: Path, ref: str, seed: int = 1, big: int = BIG) -> tuple[Store, dd.Digest]:
     """A two-layer image in a store at ``root``: a small layer and ``big`` random bytes."""
     rng = random.Random(seed)

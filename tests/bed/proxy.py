@@ -66,6 +66,10 @@ class Fault:
     flip_request_byte: int | None = None
     headers: dict[str, str] | None = None
     body: bytes | None = None  # with status: a JSON answer instead of the default
+    #: requests the fault was applied to so far (the test asserts it fired: see unfired)
+    fired: int = 0
+    #: the fault may rightly never fire (a guard against what a client might do)
+    optional: bool = False
 
 
 class FaultProxy:
@@ -111,6 +115,12 @@ class FaultProxy:
         with self._lock:
             self.faults.append(fault)
 
+    def unfired(self) -> list[Fault]:
+        """The faults added that no request met (optional ones aside): a test whose faults did not
+        fire proves nothing about surviving them."""
+        with self._lock:
+            return [f for f in self.faults if not f.fired and not f.optional]
+
     def total_sent(self, match: str) -> int:
         with self._lock:
             return sum(n for path, n in self.bytes_sent.items() if match in path)
@@ -125,6 +135,7 @@ class FaultProxy:
             for f in self.faults:
                 if f.times > 0 and f.match in path and (f.method is None or f.method == method):
                     f.times -= 1
+                    f.fired += 1
                     return f
         return None
 
