@@ -438,7 +438,6 @@ def _push_layout(layout: Path, reg: Registry) -> None:
     def up(desc: dict[str, object]) -> None:
         d = dd.Digest.parse(str(desc["digest"]))
         session = repo.start_upload()
-        assert isinstance(session, BlobUpload)
         with open(blob(str(d)), "rb") as f:
             session.write(iter(lambda: f.read(1 << 20), b""))
         session.commit(d)

@@ -168,7 +168,7 @@ def test_push_registry_when_auth_info_empty() -> None:
     class Repo(FakeRepo):
         named = target
 
-        def start_upload(self, **kw: object) -> object:
+        def mount(self, digest: object, source: object) -> object:
             raise E.UnauthorizedError(detail="no auth")
 
     class Layer:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import docker_distribution as dd
 import pytest
 from docker_distribution import reference as R
 from docker_distribution.errors import InvalidReferenceError
@@ -75,7 +76,7 @@ def test_reference_parse_table(text: str, error: str | None, repository: str | N
     assert ref.name == repository
     assert ref.domain == domain
     assert ref.tag == tag
-    assert ref.digest == digest
+    assert ref.digest == (dd.Digest.parse(digest) if digest is not None else None)  # a Digest value
 
 
 VALID_NORMALIZED = [

@@ -349,7 +349,7 @@ def test_cross_repository_mount(registry: Registry, repo_name: str) -> None:
     src.upload_monolithic(data, digest)
     dst = connect(_ref(registry.host, repo_name + "-copy"), _plain(registry), auth_config=AuthConfig(),
                   actions=("push", "pull"))
-    mounted = dst.start_upload(mount=digest, mount_from=repo_name)
+    mounted = dst.mount(digest, repo_name)
     assert isinstance(mounted, dd.Descriptor) and mounted.size == len(data)
     assert dst.get_blob(digest) == data
 

@@ -105,8 +105,10 @@ class AppliedLayer:
     compression: str
 
     @classmethod
-    def _from(cls, t: tuple[str, str, int, int, int, int, str]) -> AppliedLayer:
-        return cls(Digest.parse(t[0]), Digest.parse(t[1]), t[2], t[3], t[4], t[5], t[6])
+    def _from(cls, a: _native.Applied) -> AppliedLayer:
+        return cls(diff_id=Digest.parse(a.diff_id), digest=Digest.parse(a.digest), size=a.size,
+                   uncompressed_size=a.uncompressed_size, entries=a.entries, content_size=a.content_size,
+                   compression=a.compression)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,8 +122,9 @@ class ProducedLayer:
     uncompressed_size: int
 
     @classmethod
-    def _from(cls, t: tuple[str, int, str, int]) -> ProducedLayer:
-        return cls(Digest.parse(t[0]), t[1], Digest.parse(t[2]), t[3])
+    def _from(cls, p: _native.Produced) -> ProducedLayer:
+        return cls(digest=Digest.parse(p.digest), size=p.size, diff_id=Digest.parse(p.diff_id),
+                   uncompressed_size=p.uncompressed_size)
 
 
 def _apply_options(mode: Mode, split: StrPath | None, digest: Digest | str | None, size: int | None,

@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 
+from .digest import Digest
 from .errors import InvalidReferenceError
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "LEGACY_DEFAULT_DOMAIN",
     "NAME_TOTAL_LENGTH_MAX",
     "Reference",
+    "as_reference",
     "parse",
     "parse_any_reference",
     "parse_docker_ref",
@@ -81,6 +83,12 @@ def _validate_digest(value: str) -> None:
         raise InvalidReferenceError("invalid checksum digest format")
 
 
+def _parsed_digest(value: str) -> Digest:
+    """A reference's digest as a :class:`Digest`, go-digest's messages for a bad one."""
+    _validate_digest(value)
+    return Digest.parse(value)
+
+
 @dataclass(frozen=True, slots=True)
 class Reference:
     """A parsed reference. ``domain`` is ``""`` only for references made by the strict
@@ -89,7 +97,12 @@ class Reference:
     domain: str
     path: str
     tag: str | None = None
-    digest: str | None = None
+    #: the digest as a value; a string given here is parsed (``InvalidReferenceError`` if bad)
+    digest: Digest | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.digest, str):
+            object.__setattr__(self, "digest", _parsed_digest(self.digest))
 
     # --- views -------------------------------------------------------------------------------
 
@@ -133,12 +146,13 @@ class Reference:
             raise InvalidReferenceError(ERR_TAG_INVALID_FORMAT)
         return replace(self, tag=tag)
 
-    def with_digest(self, digest: object) -> Reference:
+    def with_digest(self, digest: Digest | str) -> Reference:
         """``WithDigest``: keeps any tag; raises on a malformed digest."""
-        value = str(digest)
-        if not _ANCHORED_DIGEST_RE.match(value):
+        if isinstance(digest, Digest):
+            return replace(self, digest=digest)
+        if not _ANCHORED_DIGEST_RE.match(str(digest)):
             raise InvalidReferenceError(ERR_DIGEST_INVALID_FORMAT)
-        return replace(self, digest=value)
+        return replace(self, digest=_parsed_digest(str(digest)))
 
     def trim(self) -> Reference:
         """``TrimNamed``: the repository alone, without tag or digest."""
@@ -173,9 +187,7 @@ def parse(s: str) -> Reference:
         raise InvalidReferenceError(ERR_NAME_TOO_LONG)
     nm = _ANCHORED_NAME_RE.match(name)
     assert nm is not None  # the full match implies the name matches
-    if digest is not None:
-        _validate_digest(digest)
-    return Reference(nm.group(1) or "", nm.group(2), tag, digest)
+    return Reference(nm.group(1) or "", nm.group(2), tag, _parsed_digest(digest) if digest is not None else None)
 
 
 def _split_docker_domain(name: str) -> tuple[str, str]:
@@ -228,3 +240,13 @@ def parse_any_reference(s: str) -> Reference | str:
         return s
     except InvalidReferenceError:
         return parse_normalized_named(s)
+
+
+def as_reference(value: Reference | str) -> Reference:
+    """``value`` if it is a :class:`Reference`, else the string parsed as a user types it
+    (:func:`parse_normalized_named`); a :class:`TypeError` naming the type for anything else."""
+    if isinstance(value, Reference):
+        return value
+    if isinstance(value, str):
+        return parse_normalized_named(value)
+    raise TypeError(f"expected a reference (a Reference or a str such as 'host/repo:tag'), got {type(value).__name__}")

@@ -223,26 +223,31 @@ class Repository:
 
     # --- uploads ---------------------------------------------------------------------------
 
-    def start_upload(self, *, mount: Digest | None = None, mount_from: str | None = None) -> BlobUpload | Descriptor:
-        """POST ``blobs/uploads/``; with ``mount``/``mount_from`` a cross-repository mount.
+    def start_upload(self) -> BlobUpload:
+        """POST ``blobs/uploads/``: a new upload session."""
+        url = self._url("blobs/uploads/")
+        return self._session(self.transport.request("POST", url, idempotent=False), url)
 
-        Returns the mounted blob's :class:`Descriptor` on 201, else an upload session.
-        """
-        query = f"?{urlencode({'from': mount_from, 'mount': str(mount)})}" if mount and mount_from else ""
-        url = self._url(f"blobs/uploads/{query}")
+    def mount(self, digest: Digest, source: str) -> Descriptor | BlobUpload:
+        """POST ``blobs/uploads/?mount=<digest>&from=<source>``: a cross-repository mount. The
+        mounted blob's :class:`Descriptor` when the registry mounted it (201); otherwise it
+        answers with an upload session (202), which is returned to use or cancel."""
+        url = self._url(f"blobs/uploads/?{urlencode({'from': source, 'mount': str(digest)})}")
         resp = self.transport.request("POST", url, idempotent=False)
+        if resp.status_code == 201:
+            resp.close()
+            return self.stat_blob(digest)
+        return self._session(resp, url)
+
+    def _session(self, resp: requests.Response, url: str) -> BlobUpload:
         resp.close()
-        if resp.status_code == 201 and mount is not None:
-            return self.stat_blob(mount)
         session = BlobUpload(self, _location(resp, url), resp.headers.get("Docker-Upload-UUID", ""))
         session._update(resp)  # the session's first answer may already ask for chunks (OCI-Chunk-Min-Length)
         return session
 
     def upload_monolithic(self, data: bytes, digest: Digest) -> Descriptor:
         """One POST, then one PUT with the whole body: for small blobs."""
-        upload = self.start_upload()
-        assert isinstance(upload, BlobUpload)
-        return upload.commit(digest, data=data)
+        return self.start_upload().commit(digest, data=data)
 
     # --- listings --------------------------------------------------------------------------
 

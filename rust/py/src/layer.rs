@@ -21,15 +21,42 @@ use crate::errors::{NativeError, NativeResult};
 const DEPTH: usize = 8;
 const CHUNK: usize = 1 << 20;
 
-type AppliedTuple = (String, String, u64, u64, u64, u64, &'static str);
-type ProducedTuple = (String, u64, String, u64);
-
-fn applied(a: Applied) -> AppliedTuple {
-    (a.diff_id.to_string(), a.digest.to_string(), a.size, a.uncompressed_size, a.entries, a.content_size, a.compression.name())
+/// What applying a layer produced, by name (a positional tuple would let `diff_id` and `digest`
+/// trade places unnoticed: both are digest strings).
+#[pyclass(name = "Applied", module = "docker_distribution._native", frozen, get_all)]
+pub struct AppliedResult {
+    diff_id: String,
+    digest: String,
+    size: u64,
+    uncompressed_size: u64,
+    entries: u64,
+    content_size: u64,
+    compression: &'static str,
 }
 
-fn produced(p: Produced) -> ProducedTuple {
-    (p.digest.to_string(), p.size, p.diff_id.to_string(), p.uncompressed_size)
+/// What producing a layer wrote, by name.
+#[pyclass(name = "Produced", module = "docker_distribution._native", frozen, get_all)]
+pub struct ProducedResult {
+    digest: String,
+    size: u64,
+    diff_id: String,
+    uncompressed_size: u64,
+}
+
+fn applied(a: Applied) -> AppliedResult {
+    AppliedResult {
+        diff_id: a.diff_id.to_string(),
+        digest: a.digest.to_string(),
+        size: a.size,
+        uncompressed_size: a.uncompressed_size,
+        entries: a.entries,
+        content_size: a.content_size,
+        compression: a.compression.name(),
+    }
+}
+
+fn produced(p: Produced) -> ProducedResult {
+    ProducedResult { digest: p.digest.to_string(), size: p.size, diff_id: p.diff_id.to_string(), uncompressed_size: p.uncompressed_size }
 }
 
 fn options(mode: &str, split: Option<PathBuf>, digest: Option<&str>, size: Option<u64>, max_bytes: Option<u64>,
@@ -74,7 +101,7 @@ fn threads(t: Option<usize>) -> usize {
 #[pyo3(signature = (path, target, /, *, mode, split = None, digest = None, size = None, max_bytes = None, max_entries = None))]
 #[allow(clippy::too_many_arguments)]
 fn apply_layer_file(py: Python<'_>, path: PathBuf, target: PathBuf, mode: &str, split: Option<PathBuf>, digest: Option<&str>,
-                    size: Option<u64>, max_bytes: Option<u64>, max_entries: Option<u64>) -> PyResult<AppliedTuple> {
+                    size: Option<u64>, max_bytes: Option<u64>, max_entries: Option<u64>) -> PyResult<AppliedResult> {
     let opts = options(mode, split, digest, size, max_bytes, max_entries)?;
     let f = py.detach(|| File::open(&path)).map_err(|e| NativeError::from(e).at(&path))?;
     py.detach(|| apply_layer(f, &target, &opts)).map(applied).map_err(|e| NativeError(e).at(&target))
@@ -123,7 +150,7 @@ impl LayerApplier {
     }
 
     /// End of input: wait for the layer to be verified and written; returns its digests.
-    fn finish(&self, py: Python<'_>) -> PyResult<AppliedTuple> {
+    fn finish(&self, py: Python<'_>) -> PyResult<AppliedResult> {
         if let Some(tx) = self.tx.lock().expect("applier lock").take() {
             tx.close();
         }
@@ -160,7 +187,7 @@ impl LayerApplier {
 #[pyo3(signature = (dest, /, *, source_dir = None, source_diff = None, compression = "gzip", level = None, threads = None, mtime = None))]
 #[allow(clippy::too_many_arguments)]
 fn produce_layer_file(py: Python<'_>, dest: PathBuf, source_dir: Option<PathBuf>, source_diff: Option<(PathBuf, PathBuf)>,
-                      compression: &str, level: Option<i32>, threads: Option<usize>, mtime: Option<u64>) -> NativeResult<ProducedTuple> {
+                      compression: &str, level: Option<i32>, threads: Option<usize>, mtime: Option<u64>) -> NativeResult<ProducedResult> {
     let codec = codec(compression, level)?;
     let src = source(source_dir, source_diff, mtime)?;
     let n = self::threads(threads);
@@ -233,7 +260,7 @@ impl LayerProducer {
     }
 
     /// Digest, size and diffID once every chunk was read.
-    fn result(&self, py: Python<'_>) -> NativeResult<ProducedTuple> {
+    fn result(&self, py: Python<'_>) -> NativeResult<ProducedResult> {
         self.join(py).map(produced)
     }
 }
@@ -294,6 +321,8 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<LayerApplier>()?;
     m.add_class::<LayerProducer>()?;
     m.add_class::<TarReader>()?;
+    m.add_class::<AppliedResult>()?;
+    m.add_class::<ProducedResult>()?;
     m.add("DEFAULT_GZIP_LEVEL", DEFAULT_GZIP_LEVEL)?;
     m.add("DEFAULT_ZSTD_LEVEL", DEFAULT_ZSTD_LEVEL)?;
     Ok(())
