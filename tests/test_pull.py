@@ -175,8 +175,9 @@ def test_pull_by_digest_and_all_tags(registry: Registry, layers: list[Path], tmp
     subprocess.run(["skopeo", "copy", "--src-tls-verify=false", "--dest-tls-verify=false", "--quiet",
                     f"docker://{ref_s}", f"docker://{registry.host}/{repo_name}:v2"], check=True)
     store = Store(tmp_path / "store")
-    assert pull_image(dd.parse_normalized_named(f"{registry.host}/{repo_name}"), store, config=ANON) is None
+    pulled = dd.pull_all_tags(f"{registry.host}/{repo_name}", store, config=ANON)
     image_id = store.references.get(dd.parse_normalized_named(ref_s))
+    assert pulled == {dd.parse_normalized_named(f"{registry.host}/{repo_name}:{t}"): image_id for t in ("v1", "v2")}
     tags = {k for k in store.references.all()[f"{registry.host}/{repo_name}"]}
     assert {f"{registry.host}/{repo_name}:v1", f"{registry.host}/{repo_name}:v2"} <= tags
     digest_key = next(k for k in tags if "@" in k)

@@ -13,24 +13,44 @@ from .descriptor import Descriptor
 from .digest import Digest, Digester, digest_bytes, verify_file
 from .errors import (
     AIModelNotSupportedError,
+    BlobUnknownError,
+    DeniedError,
     DeprecatedSchema1ImageError,
     DigestMismatchError,
     DistributionError,
     InvalidDigestError,
+    InvalidOptionError,
     InvalidReferenceError,
+    LayerError,
+    ManifestUnknownError,
     ManifestVerificationError,
+    NameUnknownError,
+    NoSuchImageError,
+    NotFoundError,
+    OperationCancelledError,
     RegistryError,
     SizeMismatchError,
+    StoreError,
+    TooManyRequestsError,
+    TransportError,
+    UnauthorizedError,
     UnsupportedMediaTypeError,
     VerificationError,
 )
 from .platform import Platform, parse_platform
 from .progress import JSONProgress, Progress, ProgressOutput, TerminalProgress
-from .pull import ImagePullConfig, pull, pull_image
+from .pull import ImagePullConfig, pull, pull_all_tags, pull_image
 from .push import ImagePushConfig, push, push_image
 from .reference import Reference, parse_docker_ref, parse_normalized_named
 from .registry import AuthConfig, RegistryService, RetryPolicy, ServiceOptions
-from .store import Store
+from .store import ContentStore, Store
+from .store.adapters import (
+    ImageConfigStore,
+    PushLayer,
+    PushLayerProvider,
+    new_image_config_store_from_store,
+    new_layer_providers_from_store,
+)
 from .tags import get_repositories, tags
 from .xfer import LayerDownloadManager
 
@@ -49,9 +69,16 @@ __all__ = [
     "Progress",
     "ProgressOutput",
     "Store",
+    "ContentStore",
+    "ImageConfigStore",
+    "PushLayer",
+    "PushLayerProvider",
+    "new_image_config_store_from_store",
+    "new_layer_providers_from_store",
     "TerminalProgress",
     "parse_platform",
     "pull",
+    "pull_all_tags",
     "pull_image",
     "Reference",
     "RegistryResolver",
@@ -62,16 +89,29 @@ __all__ = [
     "parse_docker_ref",
     "parse_normalized_named",
     "tags",
+    "BlobUnknownError",
+    "DeniedError",
     "DeprecatedSchema1ImageError",
     "Digest",
     "DigestMismatchError",
     "Digester",
     "DistributionError",
     "InvalidDigestError",
+    "InvalidOptionError",
     "InvalidReferenceError",
+    "LayerError",
+    "ManifestUnknownError",
     "ManifestVerificationError",
+    "NameUnknownError",
+    "NoSuchImageError",
+    "NotFoundError",
+    "OperationCancelledError",
     "RegistryError",
     "SizeMismatchError",
+    "StoreError",
+    "TooManyRequestsError",
+    "TransportError",
+    "UnauthorizedError",
     "UnsupportedMediaTypeError",
     "VerificationError",
     "__version__",

@@ -1,7 +1,8 @@
 """The ``docker-distribution`` command line: docker-style subcommands over the Python API.
 
-Each subcommand lives in one ``_cmd_*`` function. Errors print as ``Error: <message>`` on
-stderr with exit status 1; credentials are never printed.
+Each subcommand lives in one ``_cmd_*`` function; :func:`_parser` declares them all. Errors,
+usage errors included, print as ``Error: <message>`` on stderr with exit status 1 (with
+``--json``, as moby's ``errorDetail`` object on stdout); credentials are never printed.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import os
 import sys
 import time
 from collections.abc import Sequence
+from typing import NoReturn, cast
 
 from . import __version__
 from .config import Config
@@ -21,7 +23,7 @@ from .digest import ALGORITHMS, SHA256, Digest
 from .errors import DistributionError, InvalidOptionError, OperationCancelledError
 from .platform import parse_platform
 from .progress import JSONProgress, NullProgress, TerminalProgress, format_bytes
-from .pull import pull_image
+from .pull import pull_all_tags, pull_image
 from .push import push_image
 from .reference import Reference, parse_normalized_named
 from .registry.auth import AuthConfig, DockerConfigFile
@@ -70,8 +72,9 @@ def _cmd_pull(args: argparse.Namespace) -> int:
     ref = _cli_ref(args)
     cfg = _transfer_config(args)
     platform = parse_platform(args.platform) if args.platform else None
-    pull_image(ref, _store(args), config=cfg, platform=platform,
-               max_concurrent_downloads=args.max_concurrent_downloads, parallel_ranges=args.parallel_ranges)
+    pull = pull_all_tags if args.all_tags else pull_image
+    pull(ref, _store(args), config=cfg, platform=platform,
+         max_concurrent_downloads=args.max_concurrent_downloads, parallel_ranges=args.parallel_ranges)
     if args.quiet:
         print(ref.familiar if not ref.is_name_only else ref.familiar_name)
     elif not args.json:
@@ -224,8 +227,7 @@ def _human_duration(seconds: float) -> str:
 
 def _cmd_unpack(args: argparse.Namespace) -> int:
     store = _store(args)
-    image_id = store.resolve(args.ref)
-    store.unpack(image_id, args.dir)
+    store.unpack(args.ref, args.dir, force=args.force)
     return 0
 
 
@@ -264,13 +266,14 @@ def _cmd_prune(args: argparse.Namespace) -> int:
                         ("leftover", report.leftovers)):
         for i in items:
             print(f"deleted {kind} {i}")
+    print(f"Total reclaimed space: {format_bytes(report.reclaimed, 3)}")  # docker's last line
     return 0
 
 
 def _service(args: argparse.Namespace) -> RegistryService:
     hub: list[str] = []
     per_host: dict[str, list[str]] = {}
-    for m in args.registry_mirror or ():
+    for m in getattr(args, "registry_mirror", None) or ():
         host, sep, url = m.partition("=")
         if sep and "://" not in host:
             per_host.setdefault(host, []).append(url)
@@ -314,10 +317,14 @@ def _cmd_login(args: argparse.Namespace) -> int:
         print("WARNING! Using --password via the CLI is insecure. Use --password-stdin.", file=sys.stderr)
     key = _server_key(args.server)
     username = args.username or input("Username: ")
+    if not username.strip():
+        raise InvalidOptionError("Non-null Username Required")  # docker's words
     if args.password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
     else:
         password = args.password or getpass.getpass("Password: ")
+    if not password:
+        raise InvalidOptionError("Password Required")
     auth = AuthConfig(username=username, password=password, server_address=key)
     result = login(auth, service=_service(args))
     config = DockerConfigFile()
@@ -339,38 +346,83 @@ def _cmd_logout(args: argparse.Namespace) -> int:
     return 0
 
 
+_DESCRIPTION = """\
+Pull, push and keep container images against any registry that speaks the Docker Registry
+HTTP API v2 or the OCI distribution-spec, without a Docker daemon. Every byte is verified;
+images live in a local store (--root, $DOCKER_DISTRIBUTION_ROOT, or the user data directory).
+Commands, flags, output and messages follow docker's."""
+
+_EPILOG = "Run 'docker-distribution COMMAND --help' for more information on a command."
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with docker's habits: a usage error prints ``Error: …`` (with a suggestion for a
+    mistyped command) and exits with status 1, as every other error does."""
+
+    def error(self, message: str) -> NoReturn:
+        import difflib
+        import re
+
+        m = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+        if m:
+            choices = re.findall(r"'([^']*)'", m.group(2))
+            message = f"unknown command {m.group(1)!r} for {self.prog!r}"
+            close = difflib.get_close_matches(m.group(1), choices, n=1)
+            if close:
+                message += f"\n\nDid you mean this?\n\t{close[0]}"
+        self.exit(1, f"Error: {message}\nSee '{self.prog} --help'.\n")
+
+
+def _global_options(p: argparse.ArgumentParser, *, top: bool) -> None:
+    """--debug and --root, before the command or after it: after it they are SUPPRESSed when not
+    given, so they do not undo the ones given before it."""
+    default = None if top else argparse.SUPPRESS
+    p.add_argument("--debug", action="store_true", default=False if top else argparse.SUPPRESS,
+                   help="log at DEBUG level (credentials are never logged)")
+    p.add_argument("--root", metavar="DIR", default=default,
+                   help=f"the store (default: ${ROOT_ENV}, else ~/.local/share/docker-distribution)")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="docker-distribution", description=__doc__)
-    parser.add_argument("--version", action="version", version=f"docker-distribution {__version__}")
-    parser.add_argument("--debug", action="store_true", help="log at DEBUG level (credentials are never logged)")
-    parser.add_argument("--root", metavar="DIR", default=None,
-                        help=f"the store (default: ${ROOT_ENV}, else the user data directory)")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser = _Parser(prog="docker-distribution", description=_DESCRIPTION, epilog=_EPILOG,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=_version())
+    _global_options(parser, top=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+    add = sub.add_parser
+
+    def command(name: str, text: str, *parents: argparse.ArgumentParser, more: str = "") -> argparse.ArgumentParser:
+        p = add(name, parents=cast("list[_Parser]", list(parents)), help=text, description=text[0].upper() + text[1:] + "." + more)
+        _global_options(p, top=False)
+        return p
 
     registry_opts = argparse.ArgumentParser(add_help=False)
     registry_opts.add_argument("--insecure-registry", action="append", metavar="HOST|CIDR",
                                help="allow HTTP and unverified HTTPS for this registry (repeatable)")
-    registry_opts.add_argument("--registry-mirror", action="append", metavar="[HOST=]URL",
-                               help="a pull mirror: for Docker Hub, or HOST=URL for any registry (repeatable)")
+    mirror_opts = argparse.ArgumentParser(add_help=False)
+    mirror_opts.add_argument("--registry-mirror", action="append", metavar="[HOST=]URL",
+                             help="a mirror to try first: URL for Docker Hub, HOST=URL for any registry (repeatable)")
 
-    p = sub.add_parser("digest", help="print the digest and size of files (hashed natively)")
-    p.add_argument("files", nargs="+", metavar="FILE")
+    p = command("digest", "print the digest and size of files (hashed natively)")
+    p.add_argument("files", nargs="+", metavar="FILE", help="a file to hash")
     p.add_argument("--algorithm", default=SHA256, choices=list(ALGORITHMS), help="default: sha256")
     p.set_defaults(func=_cmd_digest)
 
-    p = sub.add_parser("tags", parents=[registry_opts], help="list the tags of a remote repository")
-    p.add_argument("ref", metavar="REF")
+    p = command("tags", "list the tags of a remote repository", registry_opts, mirror_opts)
+    p.add_argument("ref", metavar="REPO", help="a repository, e.g. localhost:5000/team/app (a tag is ignored)")
     p.set_defaults(func=_cmd_tags)
 
-    p = sub.add_parser("login", parents=[registry_opts], help="log in to a registry and store the credentials")
-    p.add_argument("server", nargs="?", metavar="SERVER")
+    p = command("login", "log in to a registry and store the credentials", registry_opts,
+                more=" They go to docker's config.json (or its credential helper), where docker finds them too.")
+    p.add_argument("server", nargs="?", metavar="SERVER", help="the registry, e.g. localhost:5000 (default: Docker Hub)")
     p.add_argument("-u", "--username")
     p.add_argument("-p", "--password", help="visible to other users of this machine; prefer --password-stdin")
     p.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
     p.set_defaults(func=_cmd_login)
 
-    p = sub.add_parser("pull", parents=[registry_opts], help="pull an image into the local store")
-    p.add_argument("ref", metavar="REF")
+    p = command("pull", "pull an image into the local store", registry_opts, mirror_opts,
+                more=" Killed or interrupted, it continues where it stopped when run again.")
+    p.add_argument("ref", metavar="REF", help="NAME[:TAG|@DIGEST], e.g. localhost:5000/team/app:1.0 (default tag: latest)")
     p.add_argument("-a", "--all-tags", action="store_true", help="pull every tag of the repository")
     p.add_argument("--platform", metavar="OS/ARCH[/VARIANT]",
                    help="the platform to take from a multi-platform image (default: this machine's)")
@@ -382,8 +434,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="moby's JSON progress stream, one object per line")
     p.set_defaults(func=_cmd_pull)
 
-    p = sub.add_parser("push", parents=[registry_opts], help="push an image from the local store")
-    p.add_argument("ref", metavar="REF")
+    p = command("push", "push an image from the local store", registry_opts,
+                more=" Killed or interrupted, it continues where it stopped when run again.")
+    p.add_argument("ref", metavar="REF", help="NAME[:TAG], e.g. localhost:5000/team/app:1.0 (default tag: latest)")
     p.add_argument("-a", "--all-tags", action="store_true", help="push every local tag of the repository")
     p.add_argument("--compression", choices=["gzip", "zstd"], default="gzip",
                    help="how layers are compressed on the fly (default: gzip; zstd goes beyond docker push)")
@@ -395,21 +448,21 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="moby's JSON progress stream, one object per line")
     p.set_defaults(func=_cmd_push)
 
-    p = sub.add_parser("tag", help="create a tag DST that refers to SRC")
-    p.add_argument("src", metavar="SRC")
-    p.add_argument("dst", metavar="DST")
+    p = command("tag", "create a tag DST that refers to the image SRC")
+    p.add_argument("src", metavar="SRC", help="a reference, an image ID or a unique ID prefix")
+    p.add_argument("dst", metavar="DST", help="the new reference, NAME[:TAG] (default tag: latest)")
     p.set_defaults(func=_cmd_tag)
 
-    p = sub.add_parser("save", help="write images to an OCI layout with docker's manifest.json (a directory, or a .tar)")
-    p.add_argument("refs", nargs="+", metavar="REF")
+    p = command("save", "write images to an OCI layout with docker's manifest.json (a directory, or a .tar)")
+    p.add_argument("refs", nargs="+", metavar="REF", help="a reference, an image ID or a unique ID prefix")
     p.add_argument("-o", "--output", metavar="PATH", help="a directory, or a .tar (default: a tar to stdout)")
     p.set_defaults(func=_cmd_save)
 
-    p = sub.add_parser("load", help="load images from an OCI layout or a docker save archive (a directory, or a .tar)")
+    p = command("load", "load images from an OCI layout or a docker save archive (a directory, or a .tar)")
     p.add_argument("-i", "--input", metavar="PATH", help="a directory or an archive (default: an archive on stdin)")
     p.set_defaults(func=_cmd_load)
 
-    p = sub.add_parser("images", help="list images in the local store")
+    p = command("images", "list images in the local store")
     p.add_argument("reference", nargs="?", metavar="REPOSITORY[:TAG]",
                    help="only these (docker's reference filter: * and ? match within a path component)")
     p.add_argument("-q", "--quiet", action="store_true", help="only the image IDs")
@@ -417,25 +470,31 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--digests", action="store_true", help="show the digests the images were pulled or pushed by")
     p.set_defaults(func=_cmd_images)
 
-    p = sub.add_parser("unpack", help="write an image's root filesystem into a directory")
-    p.add_argument("ref", metavar="REF")
-    p.add_argument("dir", metavar="DIR")
+    p = command("unpack", "write an image's root filesystem into a directory",
+                more=" A directory that is not empty is refused unless --force.")
+    p.add_argument("ref", metavar="REF", help="a reference, an image ID or a unique ID prefix")
+    p.add_argument("dir", metavar="DIR", help="the directory (created if needed; must be empty unless --force)")
+    p.add_argument("-f", "--force", action="store_true",
+                   help="unpack into a non-empty directory, writing over the files the image has")
     p.set_defaults(func=_cmd_unpack)
 
-    p = sub.add_parser("rmi", help="remove images: untag, then delete each image and the layers only it needed")
+    p = command("rmi", "remove images: untag, then delete each image and the layers only it needed")
     p.add_argument("-f", "--force", action="store_true",
                    help="remove an image given by ID even if several tags or repositories name it")
     p.add_argument("refs", nargs="+", metavar="REF", help="a reference, an image ID or a unique ID prefix")
     p.set_defaults(func=_cmd_rmi)
 
-    system = sub.add_parser("system", help="store maintenance").add_subparsers(dest="system", required=True)
-    p = system.add_parser("verify", help="re-hash everything in the store and report problems")
-    p.set_defaults(func=_cmd_verify)
-    p = system.add_parser("prune", help="remove what no image needs, and crash leftovers")
-    p.set_defaults(func=_cmd_prune)
+    system_parser = command("system", "store maintenance: verify or prune")
+    system = system_parser.add_subparsers(dest="system", metavar="SUBCOMMAND", parser_class=_Parser)
+    system_parser.set_defaults(func=lambda args: _missing_subcommand(system_parser, ("verify", "prune")))
+    for name, text, func in (("verify", "re-hash everything in the store and report problems", _cmd_verify),
+                             ("prune", "remove what no image needs, and crash leftovers", _cmd_prune)):
+        p = system.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
+        _global_options(p, top=False)
+        p.set_defaults(func=func)
 
-    p = sub.add_parser("logout", help="remove stored credentials for a registry")
-    p.add_argument("server", nargs="?", metavar="SERVER")
+    p = command("logout", "remove stored credentials for a registry")
+    p.add_argument("server", nargs="?", metavar="SERVER", help="the registry (default: Docker Hub)")
     p.set_defaults(func=_cmd_logout)
     return parser
 
@@ -452,9 +511,41 @@ def _stdout_gone() -> bool:
         return False
 
 
+def _version() -> str:
+    """The package's version and the native core's (they ship in one wheel, so they agree)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        package = version("docker-distribution")
+    except PackageNotFoundError:
+        package = __version__
+    return f"docker-distribution {package} (native core {__version__})"
+
+
+def _missing_subcommand(parser: argparse.ArgumentParser, names: Sequence[str]) -> NoReturn:
+    parser.error(f"'{parser.prog}' needs a subcommand: {', '.join(names)}")
+
+
+def _message(exc: BaseException) -> str:
+    """What ``Error:`` says: a filesystem error names its file and reason, without Python's
+    ``[Errno N]``."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
+    return str(exc)
+
+
+#: what Ctrl-C leaves behind, per command: said after ``Error: context canceled``
+_KEPT = {
+    "pull": "what was downloaded is kept: the same pull continues from there",
+    "push": "the registry keeps what was uploaded: the same push continues from there",
+    "load": "nothing was loaded",
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, format="%(levelname)s %(message)s")
+    as_json = bool(getattr(args, "json", False))
     try:
         return int(args.func(args))
     except BrokenPipeError:
@@ -464,10 +555,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush at exit
         return 141
     except (DistributionError, OSError) as exc:
-        print(f"Error: {exc}", file=sys.stderr)
+        text = _message(exc)
+        if as_json:  # moby's JSON stream ends with the error as one more message
+            print(json.dumps({"errorDetail": {"message": text}, "error": text}), flush=True)
+        else:
+            print(f"Error: {text}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:  # Ctrl-C: the store is consistent at any instant; a pull continues next time
-        print(f"Error: {OperationCancelledError()}", file=sys.stderr)
+    except KeyboardInterrupt:  # Ctrl-C: the store is consistent at any instant
+        kept = _KEPT.get(args.command, "")
+        print(f"Error: {OperationCancelledError()}" + (f" ({kept})" if kept else ""), file=sys.stderr)
         return 130
 
 

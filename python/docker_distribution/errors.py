@@ -60,6 +60,7 @@ device`` is never retried). The tree::
     │   ├── CorruptStoreError            one of the store's own files is unreadable (never written over)
     │   ├── MaxDepthExceededError        ``max depth exceeded``: more than 125 layers in one chain
     │   ├── ReferenceConflictError       a tag set elsewhere without force; a digest ref changed
+    │   ├── UnpackTargetError            unpack into a non-empty directory (without force), or onto a file
     │   └── ImageDeleteConflictError     ``conflict: unable to delete <id> (must be forced) - …``
     ├── FallbackError                    wraps an error after which the next endpoint is tried
     └── DoNotRetry                       wraps an error that another attempt will not fix
@@ -93,6 +94,7 @@ __all__ = [
     "ReferenceConflictError",
     "ReferenceNotFoundError",
     "NoSuchImageError",
+    "UnpackTargetError",
     "StoreError",
     "CredentialHelperError",
     "LayerError",
@@ -680,7 +682,31 @@ class DoNotRetry(DistributionError):
 
 
 class NotFoundError(DistributionError):
-    """moby's ``notFoundError``: DENIED, MANIFEST_UNKNOWN or NAME_UNKNOWN, worded for a pull of ``ref``."""
+    """moby's ``notFoundError``: DENIED, MANIFEST_UNKNOWN or NAME_UNKNOWN, worded for a pull of ``ref``.
+
+    The error raised is also of the registry's own class: ``NotFoundError(ManifestUnknownError(…),
+    ref)`` is an instance of :class:`ManifestUnknownError` (and so of :class:`RegistryError`),
+    with the registry's ``message``, ``detail`` and ``status``, so ``except
+    ManifestUnknownError`` catches a missing tag as well as ``except NotFoundError`` does.
+    ``cause`` (and ``__cause__``) is the registry's error as received.
+    """
+
+    cause: RegistryError
+    _for_code: ClassVar[dict[type[RegistryError], type[NotFoundError]]] = {}
+
+    def __new__(cls, cause: RegistryError, ref: object) -> NotFoundError:
+        if cls is NotFoundError and isinstance(cause, RegistryError):
+            cls = NotFoundError._subclass_for(type(cause))
+        return super().__new__(cls, cause, ref)
+
+    @staticmethod
+    def _subclass_for(code_cls: type[RegistryError]) -> type[NotFoundError]:
+        sub = NotFoundError._for_code.get(code_cls)
+        if sub is None:
+            name = code_cls.__name__.removesuffix("Error") + "NotFoundError"
+            sub = type(name, (NotFoundError, code_cls), {"__module__": __name__, "__doc__": NotFoundError.__doc__})
+            NotFoundError._for_code[code_cls] = sub
+        return sub
 
     def __init__(self, cause: RegistryError, ref: object) -> None:
         from .reference import Reference
@@ -698,7 +724,17 @@ class NotFoundError(DistributionError):
             msg = f"repository {familiar_name} not found: {cause}"
         else:
             msg = cause.message
-        super().__init__(msg)
+        if isinstance(self, RegistryError):  # the registry's fields, as its own error had them
+            self.message, self.detail, self.status = cause.message, cause.detail, cause.status
+            self.raw_code, self.bare, self.request, self.others = cause.raw_code, cause.bare, cause.request, cause.others
+        self._text = msg
+        DistributionError.__init__(self, msg)
+
+    def __str__(self) -> str:
+        return self._text
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (NotFoundError, (self.cause, self.ref))
 
 
 # --- classification (spec §5.4) -------------------------------------------------------------
@@ -854,6 +890,12 @@ class LockedError(StoreError):
     """Another writer holds this ingest ref (containerd's ``ErrUnavailable``); retry later."""
 
     retryable = True
+
+
+class UnpackTargetError(StoreError):
+    """``unpack`` refuses its target: a directory that is not empty (its files would be written
+    over or mixed with the image's, as umoci refuses too) unless ``force`` is given, or a path
+    that exists and is not a directory."""
 
 
 class ReferenceConflictError(StoreError):

@@ -16,13 +16,14 @@ import os
 import re
 import secrets
 import shutil
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from .errors import CorruptStoreError
 
-__all__ = ["TMP_PREFIX", "atomic_write", "file_lock", "fsync_dir", "read_json", "str_map", "tmp_dir", "tmp_owner_gone",
+__all__ = ["TMP_PREFIX", "atomic_write", "disk_usage", "file_lock", "fsync_dir", "read_json", "str_map", "tmp_dir", "tmp_owner_gone",
            "unique_tmp"]
 
 #: every temporary name in the store starts with this, so ``verify``/``prune`` can find leftovers
@@ -129,3 +130,24 @@ def file_lock(path: Path, *, shared: bool = False, blocking: bool = True) -> Ite
         yield True
     finally:
         os.close(fd)
+
+
+def disk_usage(path: Path) -> int:
+    """The bytes of the files under ``path`` (or of ``path`` itself), a hardlinked file once,
+    symlinks not followed; 0 for what is not there."""
+    seen: set[tuple[int, int]] = set()
+    total = 0
+    try:
+        entries = [os.lstat(path)]
+    except FileNotFoundError:
+        return 0
+    if path.is_dir() and not path.is_symlink():
+        for base, dirs, files in os.walk(path):
+            for name in dirs + files:
+                with contextlib.suppress(FileNotFoundError):
+                    entries.append(os.lstat(os.path.join(base, name)))
+    for st in entries:
+        if stat.S_ISREG(st.st_mode) and (st.st_dev, st.st_ino) not in seen:
+            seen.add((st.st_dev, st.st_ino))
+            total += st.st_size
+    return total

@@ -9,10 +9,11 @@ per-layer lines, and :class:`ProgressReader` turns byte counts into throttled ac
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TextIO
 
@@ -86,15 +87,22 @@ def format_bytes(n: float, precision: int = 4) -> str:
     return f"{n:.{precision}g}{units[i]}"
 
 
-def progress_text(p: Progress) -> str:
-    """moby's ``JSONProgress.String()`` at the daemon's width (200): ``[====>    ]  1.234MB/5.678MB``;
-    the counts alone when the total is unknown; empty for an item without counts."""
+#: the width moby's daemon renders JSON progress at; docker's CLI uses the terminal's
+DAEMON_WIDTH = 200
+#: docker draws the bar only on terminals wider than this; narrower ones get the counts alone
+BAR_MIN_WIDTH = 110
+
+
+def progress_text(p: Progress, width: int = DAEMON_WIDTH) -> str:
+    """moby's ``JSONProgress.String()`` at ``width`` columns: ``[====>    ]  1.234MB/5.678MB``, the
+    bar left out at ``BAR_MIN_WIDTH`` columns or fewer (as docker does); the counts alone when the
+    total is unknown; empty for an item without counts."""
     if p.current <= 0 and p.total <= 0:
         return ""
     if p.total <= 0:
         return f"{format_bytes(p.current):>8}"
     filled = min(50, int(p.current / p.total * 100) // 2)
-    box = f"[{'=' * filled}>{' ' * (50 - filled)}] "
+    box = f"[{'=' * filled}>{' ' * (50 - filled)}] " if width > BAR_MIN_WIDTH else ""
     if p.hide_counts:
         return box
     current = format_bytes(p.current)
@@ -138,44 +146,81 @@ class JSONProgress:
 
 class TerminalProgress:
     """docker-style output: on a TTY one live line per layer, with its bar; otherwise one plain line
-    per status change, leaving out the items that carry counts (bars), as docker does off a TTY."""
+    per status change, leaving out the items that carry counts (bars), as docker does off a TTY.
 
-    def __init__(self, stream: TextIO | None = None, *, tty: bool | None = None) -> None:
+    On a TTY every line is fitted to the terminal's width, read at each update: the bar is left
+    out at 110 columns or fewer (as docker does), and what is still too long is cut, so a line
+    never wraps and each layer keeps exactly one line. When the width changes (a resized window,
+    SIGWINCH), every live line is drawn again at the new width.
+    """
+
+    def __init__(self, stream: TextIO | None = None, *, tty: bool | None = None,
+                 width: Callable[[], int] | None = None) -> None:
         self.stream = stream or sys.stdout
         self.tty = self.stream.isatty() if tty is None else tty
+        self._width = width or self._terminal_width
         self._lines: list[str] = []  # ids with a live line, in order
-        self._text: dict[str, str] = {}
+        self._items: dict[str, Progress] = {}
+        self._drawn_width = 0
         self._lock = threading.Lock()
         self._last_plain: dict[str, str] = {}
+
+    def _terminal_width(self) -> int:
+        try:
+            return os.get_terminal_size(self.stream.fileno()).columns or DAEMON_WIDTH
+        except (OSError, ValueError, AttributeError):
+            return DAEMON_WIDTH
+
+    @staticmethod
+    def _line(p: Progress, width: int) -> str:
+        status = p.message or p.action
+        line = f"{p.id}: {status}" if p.id else status
+        counts = progress_text(p, width) if p.action else ""
+        return f"{line} {counts}" if counts else line
 
     def write_progress(self, p: Progress) -> None:
         """Show ``p`` (aux records, such as the push result, are not shown)."""
         if p.aux is not None:
             return
         status = p.message or p.action
-        line = f"{p.id}: {status}" if p.id else status
-        counts = progress_text(p) if p.action else ""
-        if counts and not self.tty:
+        if p.action and progress_text(p) and not self.tty:
             return  # as docker: items with counts are not shown off a terminal
-        if counts:
-            line += " " + counts
         with self._lock:
             if not self.tty or not p.id:
                 if not p.id or self._last_plain.get(p.id) != status:
-                    self.stream.write(line + "\n")
+                    line = self._line(p, DAEMON_WIDTH)
+                    self.stream.write((self._fit(line, self._width()) if self.tty else line) + "\n")
                     self._last_plain[p.id] = status
                     if self.tty:
                         self._lines.clear()
+                        self._items.clear()
                 self.stream.flush()
                 return
-            if p.id not in self._text:
+            width = self._width()
+            if width != self._drawn_width and self._lines:
+                self._redraw(width)
+            self._drawn_width = width
+            line = self._fit(self._line(p, width), width)
+            if p.id not in self._items:
                 self._lines.append(p.id)
                 self.stream.write(line + "\n")
             else:
                 up = len(self._lines) - self._lines.index(p.id)
                 self.stream.write(f"\x1b[{up}A\r\x1b[2K{line}\x1b[{up}B\r")
-            self._text[p.id] = line
+            self._items[p.id] = p
             self.stream.flush()
+
+    @staticmethod
+    def _fit(line: str, width: int) -> str:
+        """``line`` cut to leave the last column free: writing into it would wrap on some terminals."""
+        return line[: max(1, width - 1)]
+
+    def _redraw(self, width: int) -> None:
+        """Every live line again, at ``width``, from the top one down."""
+        n = len(self._lines)
+        self.stream.write(f"\x1b[{n}A\r")
+        for id_ in self._lines:
+            self.stream.write(f"\x1b[2K{self._fit(self._line(self._items[id_], width), width)}\n")
 
 
 class ProgressReader:
@@ -187,6 +232,7 @@ class ProgressReader:
         self._step = min(512 * 1024, max(1, total // 100)) if total else 512 * 1024
         self._next = self._step
         self._last = 0.0
+        self._reported = -1  # the count last reported
 
     def add(self, n: int) -> None:
         """Count ``n`` more bytes, and report when a step is crossed (at most 10 reports a second)."""
@@ -196,9 +242,15 @@ class ProgressReader:
             now = time.monotonic()
             if now - self._last >= 0.1:
                 self._last = now
-                self.out.write_progress(Progress(self.id, action=self.action, current=self.current, total=self.total))
+                self._report(self.current)
 
     def finish(self) -> None:
-        """Report the transfer complete (the final count, never below the total)."""
-        self.out.write_progress(Progress(self.id, action=self.action, current=max(self.current, self.total),
-                                         total=self.total))
+        """Report the transfer complete (the final count, never below the total), unless that
+        very count was the last report."""
+        final = max(self.current, self.total)
+        if final != self._reported:
+            self._report(final)
+
+    def _report(self, current: int) -> None:
+        self._reported = current
+        self.out.write_progress(Progress(self.id, action=self.action, current=current, total=self.total))

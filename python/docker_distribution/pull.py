@@ -71,7 +71,7 @@ from .platform import (
     normalize,
 )
 from .progress import Progress, ProgressOutput, ProgressReader
-from .reference import Reference
+from .reference import Reference, as_reference
 from .registry.client import Repository, connect, parse_content_range
 from .registry.service import APIEndpoint
 from .store import Store
@@ -82,7 +82,7 @@ from .store.references import ReferenceStore
 from .xfer.download import LayerDownloadManager
 from .xfer.transfer import TransferContext, drop_prefix
 
-__all__ = ["ImagePullConfig", "NoMatchesError", "pull", "pull_image"]
+__all__ = ["ImagePullConfig", "NoMatchesError", "pull", "pull_all_tags", "pull_image"]
 
 log = logging.getLogger(__name__)
 
@@ -137,26 +137,31 @@ class ImagePullConfig(Config):
             raise InvalidOptionError(f"invalid parallel ranges: {self.parallel_ranges}: use 1 (one stream) or more")
 
 
-def pull(ref: Reference, config: ImagePullConfig, local: ContentStore) -> None:
-    """Pull ``ref`` (a tag, a digest, or a name for all its tags) into the configured stores."""
+def pull(ref: Reference | str, config: ImagePullConfig, local: ContentStore) -> None:
+    """moby's ``distribution.Pull``: pull ``ref`` (a tag, a digest, or a name for all its tags)
+    into the stores named in ``config``, with manifests through ``local``."""
+    _pull(as_reference(ref), config, local)
+
+
+def _pull(ref: Reference, config: ImagePullConfig, local: ContentStore) -> dict[Reference, Digest]:
+    """:func:`pull`, returning each reference pulled with its image ID."""
     auth = resolve_auth(config, ref)
 
-    def attempt(endpoint: APIEndpoint, repo_name: Reference) -> None:
+    def attempt(endpoint: APIEndpoint, repo_name: Reference) -> dict[Reference, Digest]:
         repo = connect(repo_name, endpoint, auth_config=auth, actions=("pull",), meta_headers=config.meta_headers,
                        retry=config.retry)
-        _Puller(config, local, repo).pull(ref)
+        return _Puller(config, local, repo).pull(ref)
 
-    try_endpoints(ref, config, "pull", attempt, translate=lambda err: translate_pull_error(err, ref))
+    pulled = try_endpoints(ref, config, "pull", attempt, translate=lambda err: translate_pull_error(err, ref))
     if config.image_event_logger is not None:
         config.image_event_logger(ref.familiar, ref.familiar_name, "pull")
+    return pulled
 
 
-def pull_image(ref: Reference, store: Store | None = None, *, config: Config | None = None,
-               platform: Platform | None = None, max_concurrent_downloads: int = 3,
-               progress_output: ProgressOutput | None = None, parallel_ranges: int = 1) -> Digest | None:
-    """Pull into the embedded store (the default root unless ``store`` is given); returns the image
-    ID (None for a name-only reference, which pulls every tag)."""
-    store = store or Store()
+def _pull_into(ref: Reference, store: Store | None, config: Config | None, platform: Platform | None,
+               max_concurrent_downloads: int, progress_output: ProgressOutput | None,
+               parallel_ranges: int) -> tuple[dict[Reference, Digest], ImagePullConfig, Store]:
+    store = store if store is not None else Store()
     base = config or Config()
     cfg = ImagePullConfig(
         **common_fields(base, progress_output=progress_output),
@@ -165,13 +170,34 @@ def pull_image(ref: Reference, store: Store | None = None, *, config: Config | N
         parallel_ranges=parallel_ranges,
     )
     with store.lease():  # a prune elsewhere waits: nothing names the new layers until the tag
-        pull(ref, cfg, store.content)
-    if ref.is_name_only:
-        return None
-    image_id = store.references.get(ref)
+        return _pull(ref, cfg, store.content), cfg, store
+
+
+def pull_image(ref: Reference | str, store: Store | None = None, *, config: Config | None = None,
+               platform: Platform | None = None, max_concurrent_downloads: int = 3,
+               progress_output: ProgressOutput | None = None, parallel_ranges: int = 1) -> Digest:
+    """``docker pull``: pull one image into the embedded store (the default root unless ``store``
+    is given) and return its image ID. ``ref`` is a :class:`Reference` or a string as docker reads
+    it; a name without a tag or digest means ``:latest``. :func:`pull_all_tags` pulls every tag."""
+    r = as_reference(ref).tag_name_only()
+    pulled, cfg, store = _pull_into(r, store, config, platform, max_concurrent_downloads, progress_output,
+                                    parallel_ranges)
+    image_id = pulled[r]
     if platform is not None:
-        _warn_platform_mismatch(ref, store.images.get(image_id), platform, cfg.progress_output)
+        _warn_platform_mismatch(r, store.images.get(image_id), platform, cfg.progress_output)
     return image_id
+
+
+def pull_all_tags(ref: Reference | str, store: Store | None = None, *, config: Config | None = None,
+                  platform: Platform | None = None, max_concurrent_downloads: int = 3,
+                  progress_output: ProgressOutput | None = None,
+                  parallel_ranges: int = 1) -> dict[Reference, Digest]:
+    """``docker pull --all-tags``: every tag of ``ref``'s repository (``ref`` names a repository,
+    without tag or digest); returns each tag's reference with its image ID."""
+    r = as_reference(ref)
+    if not r.is_name_only:
+        raise InvalidOptionError("tag can't be used with --all-tags/-a")
+    return _pull_into(r, store, config, platform, max_concurrent_downloads, progress_output, parallel_ranges)[0]
 
 
 def _warn_platform_mismatch(ref: Reference, config: bytes, wanted: Platform, out: ProgressOutput) -> None:
@@ -196,24 +222,29 @@ class _Puller:
         self.repo = repo
         self.out = config.progress_output
 
-    def pull(self, ref: Reference) -> None:
+    def pull(self, ref: Reference) -> dict[Reference, Digest]:
+        """Pull ``ref`` (every tag for a name alone); returns each reference pulled with its image ID."""
+        pulled: dict[Reference, Digest] = {}
         if ref.tag is not None or ref.digest is not None:
-            downloaded = self.pull_tag(ref)
+            downloaded = self.pull_tag(ref, pulled)
         else:
             downloaded = False
             for tag in self.repo.tags():
                 try:
-                    downloaded = self.pull_tag(ref.with_tag(tag)) or downloaded
+                    downloaded = self.pull_tag(ref.with_tag(tag), pulled) or downloaded
                 except FallbackError as exc:
                     raise exc.err from exc  # no endpoint fallback in the middle of pull-all-tags
         status = "Downloaded newer image" if downloaded else "Image is up to date"
         self.out.write_progress(Progress(message=f"Status: {status} for {ref.familiar}"))
+        return pulled
 
     # --- one tag ---------------------------------------------------------------------------
 
-    def pull_tag(self, ref: Reference) -> bool:
+    def pull_tag(self, ref: Reference, pulled: dict[Reference, Digest]) -> bool:
+        """Pull one tag or digest, adding it to ``pulled``; True when it was not already stored
+        under ``ref``."""
         if ref.digest is not None:
-            desc = Descriptor("", Digest.parse(ref.digest), 0)
+            desc = Descriptor("", ref.digest, 0)
             tag_or_digest = str(ref)
         else:
             assert ref.tag is not None
@@ -232,6 +263,7 @@ class _Puller:
         else:  # pragma: no cover
             raise DistributionError("unsupported manifest format")
         self.out.write_progress(Progress(message=f"Digest: {manifest_digest}"))
+        pulled[ref] = image_id
         store = self.config.reference_store
         if store is None:
             return True
@@ -259,7 +291,8 @@ class _Puller:
             store.add_digest(digest_ref, image_id, force=True)
             return
         if existing != image_id:
-            log.error("Image ID for digest %s changed from %s to %s, cannot update", manifest_digest, existing, image_id)
+            # moby writes this to the daemon log: a note for --debug, not an error of the pull
+            log.info("Image ID for digest %s changed from %s to %s, cannot update", manifest_digest, existing, image_id)
 
     def _validate_media_type(self, mt: str) -> None:
         allowed = self.config.schema2_types or DEFAULT_IMAGE_TYPES
@@ -340,7 +373,7 @@ class _Puller:
 
     def _pull_image_manifest(self, ref: Reference, m: ImageManifest, platform: Platform | None) -> tuple[Digest, Digest]:
         if ref.digest is not None:
-            want = Digest.parse(ref.digest)
+            want = ref.digest
             if (got := Digest.from_bytes(m.raw, want.algorithm)) != want:
                 raise ManifestVerificationError(str(want), str(got))
             manifest_digest = want
@@ -352,7 +385,7 @@ class _Puller:
         if depth >= MAX_INDEX_DEPTH:
             raise IndexTooDeepError(f"manifest lists nested more than {MAX_INDEX_DEPTH} deep")
         if ref.digest is not None:
-            want = Digest.parse(ref.digest)
+            want = ref.digest
             if (got := Digest.from_bytes(index.raw, want.algorithm)) != want:
                 raise ManifestVerificationError(str(want), str(got))
         list_digest = index.digest

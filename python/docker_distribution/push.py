@@ -60,7 +60,7 @@ from .metadata import (
     compute_v2_metadata_hmac_key,
 )
 from .progress import Progress, ProgressOutput, ProgressReader
-from .reference import Reference, parse_normalized_named
+from .reference import Reference, as_reference, parse_normalized_named
 from .registry.auth import AuthConfig
 from .registry.client import BlobUpload, Repository, connect
 from .registry.service import APIEndpoint
@@ -111,11 +111,12 @@ class ImagePushConfig(Config):
         check_compression(self.compression, self.compression_level)
 
 
-def push_image(ref: Reference, store: Store | None = None, *, config: Config | None = None,
+def push_image(ref: Reference | str, store: Store | None = None, *, config: Config | None = None,
                compression: Literal["gzip", "zstd"] = "gzip", compression_level: int | None = None,
                max_concurrent_uploads: int = 5, progress_output: ProgressOutput | None = None) -> None:
-    """Push ``ref`` (a tag, or a name for all its local tags) from the embedded store."""
-    store = store or Store()
+    """Push ``ref`` (a tag, or a name for all its local tags; a :class:`Reference` or a string)
+    from the embedded store."""
+    store = store if store is not None else Store()
     base = config or Config()
     cfg = ImagePushConfig(
         **common_fields(base, progress_output=progress_output),
@@ -127,7 +128,7 @@ def push_image(ref: Reference, store: Store | None = None, *, config: Config | N
         push(ref, cfg)
 
 
-def push(ref: Reference, config: ImagePushConfig) -> None:
+def push(ref: Reference | str, config: ImagePushConfig) -> None:
     """moby's ``distribution.Push``: push ``ref`` from the stores named in ``config``.
 
     A name-only ``ref`` pushes every local tag of that repository (moby's order); a tag pushes
@@ -136,6 +137,7 @@ def push(ref: Reference, config: ImagePushConfig) -> None:
     ``config.progress_output`` in moby's vocabulary, ending with ``<tag>: digest: … size: N``.
     :func:`push_image` is the same over the embedded :class:`~docker_distribution.store.Store`.
     """
+    ref = as_reference(ref)
     repo_name = ref.trim()
     check_reserved(repo_name)
     out = config.progress_output
@@ -236,7 +238,8 @@ class _Pusher:
         try:
             existing = self.config.reference_store.get(digest_ref)
             if existing != image_id:
-                log.error("Image ID for digest %s changed from %s to %s, cannot update", digest, existing, image_id)
+                # moby writes this to the daemon log: a note for --debug, not an error of the push
+                log.info("Image ID for digest %s changed from %s to %s, cannot update", digest, existing, image_id)
         except ObjectNotFoundError:
             self.config.reference_store.add_digest(digest_ref, image_id, force=True)
         self.out.write_progress(Progress(aux={"Tag": ref.tag, "Digest": str(digest), "Size": len(payload)}))
@@ -399,7 +402,7 @@ class _PushDescriptor:
                     metadata.remove(cand)
                     continue
                 try:
-                    result = p.repo.start_upload(mount=cand.digest, mount_from=src.path)
+                    result = p.repo.mount(cand.digest, src.path)
                 except UnauthorizedError:
                     unauthorized = True
                     result = None
@@ -429,9 +432,7 @@ class _PushDescriptor:
                 if found is not None:
                     return self._exists(ctx, diff_id, found)
         if session is None:
-            started = p.repo.start_upload()
-            assert isinstance(started, BlobUpload)
-            session = started
+            session = p.repo.start_upload()
         return self._upload(ctx, session, diff_id)
 
     def _media(self) -> str:

@@ -8,7 +8,7 @@ import logging
 from .config import Config
 from .errors import DistributionError, FallbackError, translate_pull_error
 from .fallback import endpoints_for, resolve_auth, try_endpoints
-from .reference import Reference
+from .reference import Reference, as_reference
 from .registry.client import Repository, connect
 from .registry.service import APIEndpoint
 
@@ -17,8 +17,10 @@ __all__ = ["get_repositories", "tags"]
 log = logging.getLogger(__name__)
 
 
-def tags(ref: Reference, config: Config | None = None) -> list[str]:
-    """Every tag of ``ref``'s repository, in the registry's order, trying endpoints in turn."""
+def tags(ref: Reference | str, config: Config | None = None) -> list[str]:
+    """Every tag of ``ref``'s repository (a :class:`Reference` or a string), in the registry's
+    order, trying endpoints in turn."""
+    ref = as_reference(ref)
     cfg = config or Config()
     auth = resolve_auth(cfg, ref)
 
@@ -30,13 +32,13 @@ def tags(ref: Reference, config: Config | None = None) -> list[str]:
     return try_endpoints(ref, cfg, "pull", attempt, translate=lambda err: translate_pull_error(err, ref))
 
 
-def get_repositories(ref: Reference, config: Config | None = None) -> list[Repository]:
+def get_repositories(ref: Reference | str, config: Config | None = None) -> list[Repository]:
     """One pinged :class:`Repository` per reachable pull endpoint (mirrors included), in
     endpoint order. As in moby, every endpoint is tried (no fallback rule, no TLS-twin skip) and
     an unreachable one is skipped, logged at INFO; the last error is raised when none is
     reachable. Unlike moby, the configured meta headers are sent here too."""
     cfg = config or Config()
-    repo_name, endpoints = endpoints_for(ref, cfg, "pull")
+    repo_name, endpoints = endpoints_for(as_reference(ref), cfg, "pull")
     auth = resolve_auth(cfg, repo_name)
     out: list[Repository] = []
     last: BaseException | None = None

@@ -42,12 +42,13 @@ from ..errors import (
     NoSuchImageError,
     ObjectNotFoundError,
     ReferenceNotFoundError,
+    UnpackTargetError,
 )
-from ..fsutil import TMP_PREFIX, file_lock, tmp_dir, tmp_owner_gone
+from ..fsutil import TMP_PREFIX, disk_usage, file_lock, tmp_dir, tmp_owner_gone
 from ..layer import Limits, produce_layer
 from ..mediatype import INDEX_TYPES
 from ..metadata import FSMetadataStore, V2MetadataService
-from ..reference import Reference
+from ..reference import Reference, as_reference
 from .content import ContentStore, Info
 from .images import ImageStore
 from .layers import Layer, LayerStore, chain_id, chain_of
@@ -78,6 +79,8 @@ class PruneReport:
     layers: list[Digest] = field(default_factory=list)
     content: list[Digest] = field(default_factory=list)
     leftovers: list[str] = field(default_factory=list)
+    #: the bytes those took on disk (docker's "Total reclaimed space")
+    reclaimed: int = 0
 
 
 class Store:
@@ -131,20 +134,37 @@ class Store:
         cid = self.image_chain_id(image_id)
         return self.layers.get(cid) if cid is not None else None
 
-    def unpack(self, image_id: Digest, dest: os.PathLike[str] | str) -> None:
-        """The image's root filesystem, flattened into ``dest``."""
-        Path(dest).mkdir(parents=True, exist_ok=True)
+    def unpack(self, image: Reference | Digest | str, dest: os.PathLike[str] | str, *, force: bool = False) -> None:
+        """The root filesystem of ``image`` (anything :meth:`resolve` takes), flattened into
+        ``dest``, which is created if needed. A ``dest`` that is not empty is refused
+        (:class:`~docker_distribution.errors.UnpackTargetError`) unless ``force``: then the
+        image's files are written over what is there, and the rest is left as it was."""
+        target = Path(dest)
         with self.lease():
+            image_id = self.resolve(image)  # an unknown image is refused before the target is touched
+            if target.exists() and not target.is_dir():
+                raise UnpackTargetError(f"cannot unpack into {target}: it exists and is not a directory")
+            if not force and target.is_dir() and any(target.iterdir()):
+                raise UnpackTargetError(f"refusing to unpack into the non-empty directory {target} "
+                                        "(force=True, or --force, unpacks over what it holds)")
+            target.mkdir(parents=True, exist_ok=True)
             cid = self.image_chain_id(image_id)
             if cid is not None:
                 self.layers.unpack(cid, dest)
 
-    def resolve(self, ref: Reference | str) -> Digest:
-        """An image ID from a reference, or from a string as :meth:`lookup` reads it;
-        :class:`~docker_distribution.errors.NoSuchImageError` naming ``ref`` if there is none."""
+    def resolve(self, ref: Reference | Digest | str) -> Digest:
+        """An image ID from a reference, an image ID, or a string as :meth:`lookup` reads it (a
+        reference, an ID or a unique ID prefix); :class:`~docker_distribution.errors.NoSuchImageError`
+        naming ``ref`` if there is none, a :class:`TypeError` for anything else."""
+        if isinstance(ref, Digest):
+            if not self.images.present(ref):  # damaged or not: a damaged one is reported when read
+                raise NoSuchImageError(str(ref))
+            return ref
         if isinstance(ref, Reference):
             return self._image_of(ref)
-        return self.lookup(ref)[1]
+        if isinstance(ref, str):
+            return self.lookup(ref)[1]
+        raise TypeError(f"expected an image (a Reference, a Digest or a str), got {type(ref).__name__}")
 
     def lookup(self, value: str) -> tuple[Reference | None, Digest]:
         """What docker's image commands make of a REF argument: the reference it names when that
@@ -172,16 +192,17 @@ class Store:
         except ReferenceNotFoundError:
             raise NoSuchImageError(asked or ref.familiar) from None
 
-    def tag(self, src: Reference | str, dst: Reference) -> Digest:
-        """``docker tag``: name the image ``src`` resolves to (a reference, an ID or a unique ID
-        prefix) ``dst`` (``:latest`` when it has no tag); returns the image ID. Under a
-        :meth:`lease`, so a prune in progress elsewhere cannot delete the image being named."""
+    def tag(self, src: Reference | Digest | str, dst: Reference | str) -> Digest:
+        """``docker tag``: name the image ``src`` resolves to (anything :meth:`resolve` takes)
+        ``dst`` (a reference or a string; ``:latest`` when it has no tag); returns the image ID.
+        Under a :meth:`lease`, so a prune in progress elsewhere cannot delete the image being named."""
+        target = as_reference(dst).tag_name_only()
         with self.lease():
             image_id = self.resolve(src)
-            self.references.add_tag(dst.tag_name_only(), image_id, force=True)
+            self.references.add_tag(target, image_id, force=True)
         return image_id
 
-    def remove_image(self, ref: Reference | str, *, force: bool = False, prune: bool = True,
+    def remove_image(self, ref: Reference | Digest | str, *, force: bool = False, prune: bool = True,
                      on_wait: Callable[[], None] | None = None) -> list[str]:
         """``docker rmi``. A :class:`Reference`, or a string that names one, is untagged; when no
         reference is left, the image is deleted with the layers of its chain no other image or
@@ -194,6 +215,8 @@ class Store:
         :meth:`prune`'s job, as ``docker image prune`` is docker's. Returns docker's lines
         (``Untagged:``, then ``Deleted:`` for the image and each layer). The deletion waits for
         every :meth:`lease`, calling ``on_wait`` once if it has to."""
+        if isinstance(ref, Digest):
+            ref = str(ref)  # an image ID, as docker rmi takes one
         if isinstance(ref, str):
             named, image_id = self.lookup(ref)
             if named is None:
@@ -224,7 +247,7 @@ class Store:
     def _untagged(self, image_id: Digest, untagged: list[Reference], prune: bool,
                   on_wait: Callable[[], None] | None) -> list[str]:
         """After ``untagged`` were removed: delete what they leave unneeded (see :meth:`remove_image`)."""
-        manifests = [Digest.parse(r.digest) for r in untagged if r.digest is not None]
+        manifests = [r.digest for r in untagged if r.digest is not None]
         if not prune or (not manifests and self.references.references(image_id)):
             return []
         deleted = self._exclusively(lambda: self._delete_image(image_id, manifests), on_wait)
@@ -279,7 +302,7 @@ class Store:
                 self.references.add_tag(ref, image_id, force=True)
         return image_id
 
-    def save(self, refs: Sequence[Reference | str], path: os.PathLike[str] | str | BinaryIO) -> None:
+    def save(self, refs: Sequence[Reference | Digest | str], path: os.PathLike[str] | str | BinaryIO) -> None:
         """Write images to an OCI layout directory or ``.tar``, with docker's ``manifest.json``
         (see :mod:`.layout`), or a ``.tar`` streamed into a binary file object; a string is read
         as :meth:`lookup` reads it, and an image given by ID is saved without a name."""
@@ -319,22 +342,27 @@ class Store:
         referenced_images = {Digest.parse(v) for repo in self.references.all().values() for v in repo.values()}
         for image_id in self.images.list():
             if image_id not in referenced_images:
+                with contextlib.suppress(DistributionError):
+                    report.reclaimed += len(self.images.get(image_id))
                 self.images.delete(image_id)
                 report.images.append(image_id)
         needed_layers = self._needed_layers()
         # delete top-down so that a layer is never removed under a child that is kept
-        for info in sorted(self.layers.list(), key=lambda i: -len(self.layers.chain(i.chain_id))):
-            if info.chain_id not in needed_layers and not self.layers.references(info.chain_id):
-                self.layers.delete(info.chain_id)
-                report.layers.append(info.chain_id)
+        for layer in sorted(self.layers.list(), key=lambda i: -len(self.layers.chain(i.chain_id))):
+            if layer.chain_id not in needed_layers and not self.layers.references(layer.chain_id):
+                report.reclaimed += disk_usage(self.layers.layer_dir(layer.chain_id))
+                self.layers.delete(layer.chain_id)
+                report.layers.append(layer.chain_id)
         needed_content = self._needed_content()
-        blobs: list[Digest] = []
-        self.content.walk(lambda info: blobs.append(info.digest))
-        for d in blobs:
-            if d not in needed_content:
-                self.content.delete(d)
-                report.content.append(d)
+        blobs: list[Info] = []
+        self.content.walk(blobs.append)
+        for info in blobs:
+            if info.digest not in needed_content:
+                self.content.delete(info.digest)
+                report.content.append(info.digest)
+                report.reclaimed += info.size
         for leftover in self.leftovers():
+            report.reclaimed += disk_usage(leftover)
             if leftover.is_dir():
                 shutil.rmtree(leftover, ignore_errors=True)
             else:
@@ -384,7 +412,7 @@ class Store:
 
     def _needed_content(self) -> set[Digest]:
         """Manifests named by digest references, and what their indexes and manifests point to."""
-        return self._content_closure([Digest.parse(r.digest) for repo in self.references.all().values()
+        return self._content_closure([r.digest for repo in self.references.all().values()
                                       for key in repo for r in [_parse(key)] if r is not None and r.digest is not None])
 
     def _content_closure(self, roots: list[Digest]) -> set[Digest]:

@@ -81,6 +81,10 @@ class ImageStore:
             return False
         return True
 
+    def present(self, image_id: Digest) -> bool:
+        """Whether a config file for ``image_id`` is here, verified or not (reading it says which)."""
+        return self._path(image_id).is_file()
+
     def delete(self, image_id: Digest | str) -> None:
         """Remove the config ``image_id``; :class:`ObjectNotFoundError` if there is none."""
         d = image_id if isinstance(image_id, Digest) else Digest.parse(image_id)

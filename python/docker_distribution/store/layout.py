@@ -18,6 +18,7 @@ carries a reference, and returns the image IDs (the config digests).
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tarfile
@@ -54,7 +55,7 @@ _MAX_CONFIG = 16 << 20
 CONTAINERD_NAME = "io.containerd.image.name"
 
 
-def save(store: Any, refs: Sequence[Reference | str], path: os.PathLike[str] | str | BinaryIO) -> None:
+def save(store: Any, refs: Sequence[Reference | Digest | str], path: os.PathLike[str] | str | BinaryIO) -> None:
     """Write the images ``refs`` name into an OCI layout at ``path`` (a ``.tar`` file if it ends so;
     a writable binary file object gets the ``.tar`` streamed into it, as ``docker save`` to stdout).
     A string is read as ``Store.lookup`` reads it; an image given by ID gets no name in the index."""
@@ -95,11 +96,18 @@ def _blob(layout: Path, data: bytes) -> Descriptor:
     return Descriptor("", d, len(data))
 
 
-def _save_dir(store: Any, refs: Sequence[Reference | str], layout: Path) -> None:
+def _saved_as(store: Any, ref: Reference | Digest | str) -> tuple[Reference | None, Digest]:
+    """The name an image is saved under (None for one given by ID) and its image ID."""
+    if isinstance(ref, str):
+        return store.lookup(ref)  # type: ignore[no-any-return]
+    if isinstance(ref, Digest):
+        return None, store.resolve(ref)
+    return ref, store.resolve(ref if ref.digest else ref.tag_name_only())
+
+
+def _save_dir(store: Any, refs: Sequence[Reference | Digest | str], layout: Path) -> None:
     # every name resolves before anything is written: a missing image leaves no half layout
-    images: list[tuple[Reference | None, Digest]] = [
-        store.lookup(ref) if isinstance(ref, str) else (ref, store.resolve(ref if ref.digest else ref.tag_name_only()))
-        for ref in refs]
+    images: list[tuple[Reference | None, Digest]] = [_saved_as(store, ref) for ref in refs]
     layout.mkdir(parents=True, exist_ok=True)
     entries = []
     saved: dict[Digest, dict[str, Any]] = {}  # image ID → its manifest's descriptor
@@ -162,6 +170,8 @@ def load(store: Any, path: os.PathLike[str] | str | BinaryIO) -> list[tuple[Dige
     """
     if isinstance(path, (str, os.PathLike)):
         source = Path(path)
+        if not source.exists():  # said as the filesystem says it, before anything is tried
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(source))
         if not source.is_file():
             return _load_dir(store, source, source)
         return _load_archive(store, lambda: tarfile.open(source), source)

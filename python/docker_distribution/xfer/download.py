@@ -176,7 +176,7 @@ class LayerDownloadManager:
                 except BaseException as exc:
                     pending.abort()
                     if not should_retry(ctx, exc, attempt, self.max_attempts):
-                        log.error("Download failed after %d attempts: %s", attempt, exc)
+                        log.debug("Download failed after %d attempts: %s", attempt, exc)  # the caller reports it
                         raise
                     log.info("Download failed, retrying (%d/%d): %s", attempt, self.max_attempts, exc)
                     ctx.countdown(d.id(), attempt * RETRY_DELAY_UNIT, self.wait_duration,

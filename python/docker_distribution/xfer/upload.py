@@ -108,9 +108,9 @@ class LayerUploadManager:
                 except BaseException as exc:
                     retries += 1
                     if not should_retry(ctx, exc, retries, self.max_attempts):
-                        log.error("Upload failed: %s", exc)
+                        log.debug("Upload failed: %s", exc)  # the caller reports it
                         raise
-                    log.error("Upload failed, retrying: %s", exc)
+                    log.info("Upload failed, retrying: %s", exc)
                     ctx.countdown(d.id(), retries * RETRY_DELAY_UNIT, self.wait_duration,
                                   "upload cancelled during retry delay")
 
