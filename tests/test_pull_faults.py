@@ -433,3 +433,28 @@ def test_the_proxy_tells_which_faults_never_fired(registry: Registry) -> None:
         assert fired.fired == 1 and p.unfired() == [idle]
     finally:
         p.stop()
+
+
+@pytest.mark.parametrize("fault", ["cut", "503"])
+def test_one_bad_blob_costs_at_most_its_failure_budget_in_requests(registry: Registry, proxy: FaultProxy,
+                                                                   tmp_path: Path, repo_name: str, fault: str) -> None:
+    """Every GET of the layer breaks (cut mid-body, or answered 503): the resumes, moby's five
+    download attempts and the transport's retries share one budget, so the registry sees at
+    most BLOB_FAILURE_BUDGET + 1 GETs of that blob (it was up to 90), and the pull fails typed."""
+    from docker_distribution.pull import BLOB_FAILURE_BUDGET
+
+    path, digest, size = _image(tmp_path, registry, repo_name)
+    if fault == "cut":
+        proxy.add(Fault(match=f"/blobs/{digest}", method="GET", cut_after=4096, times=1000, optional=True))
+    else:
+        proxy.add(Fault(match=f"/blobs/{digest}", method="GET", status=503, times=1000, optional=True))
+    store = Store(tmp_path / "store")
+    cfg = ImagePullConfig(**common_fields(ANON), image_store=store.images, reference_store=store.references,
+                          metadata=store.v2_metadata,
+                          download_manager=LayerDownloadManager(store.layers, max_attempts=5, wait_duration=0.001))
+    with pytest.raises(E.DistributionError) as info:
+        pull(dd.parse_normalized_named(f"{proxy.host}/{path}"), cfg, store.content)
+    assert isinstance(info.value, (E.TransportError, E.UnexpectedHTTPStatusError)), repr(info.value)
+    gets = [p for (m, p, _) in proxy.requests if m == "GET" and digest in p]
+    assert 1 < len(gets) <= BLOB_FAILURE_BUDGET + 1
+    assert store.layers.list() == [] and store.verify() == []

@@ -17,6 +17,7 @@ import http.client
 import json
 import logging
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,6 +42,8 @@ from .errors import (
     ObjectNotFoundError,
     ReferenceNotFoundError,
     TransportError,
+    UnavailableError,
+    UnexpectedHTTPStatusError,
     UnsupportedMediaTypeError,
     retry_on_error,
     translate_pull_error,
@@ -73,6 +76,7 @@ from .platform import (
 from .progress import Progress, ProgressOutput, ProgressReader
 from .reference import Reference, as_reference
 from .registry.client import Repository, connect, parse_content_range
+from .registry.transport import NO_RETRY, RetryPolicy
 from .registry.service import APIEndpoint
 from .store import Store
 from .store.content import ContentStore, ContentWriter
@@ -89,8 +93,13 @@ log = logging.getLogger(__name__)
 DIST_SOURCE_LABEL = "containerd.io/distribution.source"
 CONFIG_ATTEMPTS = 5  # moby's config blob retries, 250 ms doubling
 CONFIG_BACKOFF = 0.25
-#: a blob stream that breaks is resumed in place (Range from the bytes already applied) this often
-RESUMES_PER_ATTEMPT = 5
+#: The one retry budget of a layer blob: this many failed requests for it, counted across its
+#: in-place resumes (Range from the bytes already applied), its parallel parts and moby's
+#: download attempts, and the blob fails for good. A failure is a request refused, cut or
+#: timed out mid-body, or answered 5xx; each is retried at once if it cut a body off, else
+#: after the retry policy's backoff. (The transport's own retries are off for blob GETs; stacked
+#: with the resumes and moby's five attempts they came to about 90 GETs for one bad blob.)
+BLOB_FAILURE_BUDGET = 10
 #: indexes nested deeper than this are refused (a hostile registry could nest them without end)
 MAX_INDEX_DEPTH = 4
 _CHUNK = 1 << 20
@@ -423,7 +432,8 @@ class _Puller:
             raise DistributionError("operating system is not supported")
         local = self.local if self.config.resumable else None
         ranges = (self.config.parallel_ranges, self.config.parallel_range_min)
-        descriptors = [_LayerDescriptor(d, self.repo, self.config.metadata, self.out, local, ranges) for d in layers]
+        descriptors = [_LayerDescriptor(d, self.repo, self.config.metadata, self.out, local, ranges, self.config.retry)
+                       for d in layers]
 
         config_result: dict[str, Any] = {}
         cancel = threading.Event()
@@ -473,7 +483,7 @@ class _Puller:
 
     def _fetch_config(self, digest: Digest) -> bytes:
         try:
-            return self.repo.get_blob(digest)
+            return self.repo.get_blob(digest, retry=NO_RETRY)  # moby's five attempts are the retries
         except DigestMismatchError:
             raise DoNotRetry(DistributionError(f"image config verification failed for digest {digest}")) from None
 
@@ -523,17 +533,51 @@ def _retry(fn: Any, cancel: threading.Event) -> bytes:
         delay *= 2
 
 
+#: what a blob GET may fail with and still be worth another request: no answer, a body cut off,
+#: a 5xx. (429 is not: moby does not retry a rate-limited blob.)
+_RETRIED = (TransportError, UnexpectedHTTPStatusError, UnavailableError)
+
+
+class _FailureBudget:
+    """:data:`BLOB_FAILURE_BUDGET` for one blob, shared by the threads that fetch its parts."""
+
+    def __init__(self, digest: Digest, total: int, retry: RetryPolicy) -> None:
+        self.digest, self.total, self.retry = digest, total, retry
+        self.failures = 0
+        self._lock = threading.Lock()
+
+    def spend(self, err: DistributionError, ctx: TransferContext | None, *, progressed: bool) -> None:
+        """Count one failed request; :class:`DoNotRetry` once the budget is spent, else wait the
+        backoff (not after a body that brought new bytes before it broke off)."""
+        with self._lock:
+            self.failures += 1
+            n = self.failures
+        if n > self.total:
+            log.info("giving up on %s after %d failed requests: %s", self.digest, n, err)
+            raise DoNotRetry(err) from err
+        log.info("request %d for %s failed, retrying: %s", n, self.digest, err)
+        if not progressed:
+            delay = min(self.retry.backoff * 2 ** (n - 1), self.retry.max_backoff)
+            if ctx is not None:
+                ctx.sleep(delay)
+            else:
+                time.sleep(delay)
+
+
 class _LayerDescriptor:
-    """One layer of a pull: streams its blob into a pending layer, resuming with Range."""
+    """One layer of a pull: streams its blob into a pending layer, resuming with Range, within
+    the blob's one failure budget."""
 
     def __init__(self, desc: Descriptor, repo: Repository, metadata: V2MetadataService | None, out: ProgressOutput,
-                 local: ContentStore | None = None, ranges: tuple[int, int] = (1, 0)) -> None:
+                 local: ContentStore | None = None, ranges: tuple[int, int] = (1, 0),
+                 retry: RetryPolicy | None = None) -> None:
         self.desc = desc
         self.repo = repo
         self.metadata = metadata
         self.out = out
         self.local = local
         self.ranges, self.range_min = ranges
+        self.budget = _FailureBudget(desc.digest, BLOB_FAILURE_BUDGET, retry or RetryPolicy())
 
     def key(self) -> str:
         return f"v2:{self.desc.digest}"
@@ -609,19 +653,17 @@ class _LayerDescriptor:
     def _stream_to_end(self, ctx: TransferContext, pending: PendingLayer, progress: ProgressReader,
                        ingest: ContentWriter | None, end: int | None) -> None:
         """Feed the blob up to ``end`` (None: its end), resuming a broken stream with Range."""
-        resumes = 0
         target = end if end is not None else (self.desc.size or None)
         while target is None or pending.fed < target:
             ctx.check()
+            before = pending.fed
             try:
                 self._stream(ctx, pending, progress, ingest, end)
                 break
-            except TransportError:
+            except _RETRIED as exc:
                 if self.desc.size and pending.fed >= self.desc.size:
                     break  # every promised byte arrived before the break: verification decides
-                resumes += 1
-                if resumes > RESUMES_PER_ATTEMPT:
-                    raise
+                self.budget.spend(exc, ctx, progressed=pending.fed > before)
                 log.info("attempting to resume download of %s from %d bytes", self.desc.digest, pending.fed)
 
     def _parallel(self, ctx: TransferContext, pending: PendingLayer, progress: ProgressReader,
@@ -678,12 +720,12 @@ class _LayerDescriptor:
     def _fetch_part(self, w: ContentWriter, start: int, end: int, stop: threading.Event) -> bool:
         """Bytes ``start``..``end`` of the blob into ``w`` (resuming where it stands); False when
         the server will not serve the range or the part cannot be had."""
-        for _ in range(RESUMES_PER_ATTEMPT + 1):
+        while True:
             have = start + w.offset
             if have >= end:
                 return True
             try:
-                with self.repo.open_blob(self.desc.digest, offset=have, length=end - have) as resp:
+                with self.repo.open_blob(self.desc.digest, offset=have, length=end - have, retry=NO_RETRY) as resp:
                     if resp.status_code != 206:
                         return False
                     parse_content_range(resp.headers.get("Content-Range"), have, end)
@@ -693,18 +735,25 @@ class _LayerDescriptor:
                         w.write(chunk[: end - start - w.offset])  # a disk error here ends the pull
                         if start + w.offset >= end:
                             break
-            except DistributionError as exc:  # refused, or a broken stream: resume the part
+            except _RETRIED as exc:  # refused, or a broken stream: resume the part, within the budget
                 log.info("range %d-%d of %s: %s", start, end, self.desc.digest, exc)
+                try:
+                    self.budget.spend(exc, None, progressed=start + w.offset > have)
+                except DoNotRetry:
+                    return False  # the sequential stream meets the spent budget and reports it
+            except DistributionError as exc:
+                log.info("range %d-%d of %s: %s", start, end, self.desc.digest, exc)
+                return False
             finally:
                 w.flush()  # the feeding thread reads the part from its file
-        return start + w.offset >= end
 
     def _stream(self, ctx: TransferContext, pending: PendingLayer, progress: ProgressReader,
                 ingest: ContentWriter | None, end: int | None = None) -> None:
         """Feed the blob from what ``pending`` has on, up to ``end``. A broken stream raises
         :class:`TransportError` after feeding what arrived, so the caller resumes from there."""
         offset = pending.fed
-        resp = self.repo.open_blob(self.desc.digest, offset=offset, length=None if end is None else end - offset)
+        resp = self.repo.open_blob(self.desc.digest, offset=offset, length=None if end is None else end - offset,
+                                   retry=NO_RETRY)  # failures count against the blob's budget instead
         with resp:
             skip = 0
             if offset:

@@ -193,8 +193,10 @@ class Repository:
             raise ResponseFormatError(f"missing content-length header for request: {self.transport.endpoint.url}")
         return Descriptor(resp.headers.get("Content-Type", ""), _as_digest(digest), int(length))
 
-    def open_blob(self, digest: Digest | str, *, offset: int = 0, length: int | None = None) -> requests.Response:
-        """Start a streamed GET; with ``offset``/``length`` a Range request.
+    def open_blob(self, digest: Digest | str, *, offset: int = 0, length: int | None = None,
+                  retry: RetryPolicy | None = None) -> requests.Response:
+        """Start a streamed GET; with ``offset``/``length`` a Range request; ``retry`` overrides
+        the transport's retry policy for it.
 
         The caller checks ``status_code``: 206 is a range answer (see :func:`parse_content_range`),
         200 means the server ignored the range and sends the whole blob. The blob is asked for as
@@ -207,16 +209,16 @@ class Repository:
             end = "" if length is None else str(offset + length - 1)
             headers["Range"] = f"bytes={offset}-{end}"
         resp = self.transport.request("GET", self._url(f"blobs/{digest}"), headers=headers, stream=True,
-                                      ok=lambda s: 200 <= s < 400 or s == 404)
+                                      ok=lambda s: 200 <= s < 400 or s == 404, retry=retry)
         if resp.status_code == 404:
             resp.close()
             raise BlobUnknownError("unknown blob", status=404, bare=False)
         return resp
 
-    def get_blob(self, digest: Digest | str, *, max_size: int = MAX_SMALL_BLOB) -> bytes:
+    def get_blob(self, digest: Digest | str, *, max_size: int = MAX_SMALL_BLOB, retry: RetryPolicy | None = None) -> bytes:
         """A small blob (a config) read whole, with a cap, and verified against its digest."""
         d = _as_digest(digest)
-        with self.open_blob(d) as resp:
+        with self.open_blob(d, retry=retry) as resp:
             data = read_capped(resp, max_size)
         d.verify_bytes(data)
         return data

@@ -244,15 +244,17 @@ class Transport:
         idempotent: bool | None = None,
         ok: Callable[[int], bool] = lambda s: 200 <= s < 400,
         timeout: tuple[float, float] | None = None,
+        retry: RetryPolicy | None = None,
     ) -> requests.Response:
         """Send a request; return the response when ``ok(status)``, else raise the typed error.
 
         ``data`` that is not bytes (an iterator or file) is never re-sent, so such requests are
-        not retried or redirected with a body.
+        not retried or redirected with a body. ``retry`` overrides the transport's policy (a
+        caller that counts failures itself passes :data:`NO_RETRY`).
         """
         if idempotent is None:
             idempotent = method in ("GET", "HEAD", "DELETE", "PUT") and (data is None or isinstance(data, bytes))
-        policy = self.retry if idempotent else NO_RETRY
+        policy = (retry or self.retry) if idempotent else NO_RETRY
         delay = policy.backoff
         for attempt in range(1, policy.attempts + 1):
             last = attempt == policy.attempts
