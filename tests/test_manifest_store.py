@@ -1,4 +1,4 @@
-"""moby's TestManifestStore (spec §7.2): manifests through the local content store."""
+"""moby's TestManifestStore (moby distribution/manifest_test.go): manifests through the local content store."""
 
 from __future__ import annotations
 

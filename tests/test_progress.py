@@ -1,4 +1,4 @@
-"""Progress rendering against moby's ``jsonmessage`` (spec §2.13): the JSON stream's ``progress``
+"""Progress rendering against moby's ``jsonmessage`` (moby pkg/jsonmessage and distribution/xfer progress): the JSON stream's ``progress``
 text, docker's byte units, and what docker prints on and off a terminal."""
 
 from __future__ import annotations

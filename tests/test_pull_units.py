@@ -1,4 +1,4 @@
-"""moby's pull unit tests (spec §7.2–7.3) and platform selection."""
+"""moby's pull unit tests (moby distribution/manifest_test.go, pull_v2_test.go) and platform selection."""
 
 from __future__ import annotations
 

@@ -242,7 +242,7 @@ def test_push_with_a_pull_only_token_fails_typed_and_leaves_nothing(
 
 def test_a_mount_through_a_token_registry_asks_for_the_source_repositorys_pull_scope(
         token_registry: TokenBed, pulled: tuple[Store, dd.Reference, dd.Digest], repo_name: str) -> None:
-    """spec §6.3: a request with ``from=<repo>`` adds ``repository:<repo>:pull`` to the token it
+    """docker/distribution registry/client/auth/session.go, scopes: a request with ``from=<repo>`` adds ``repository:<repo>:pull`` to the token it
     needs; without it the registry would not mount and every layer would be uploaded again."""
     store, _, image_id = pulled
     reg, issuer = token_registry.registry, token_registry.issuer

@@ -1,4 +1,4 @@
-"""moby's push unit tests (spec §7.4): mount candidates, existence checks, auth-info rules."""
+"""moby's push unit tests (moby distribution/push_v2_test.go): mount candidates, existence checks, auth-info rules."""
 
 from __future__ import annotations
 
@@ -194,7 +194,7 @@ def test_push_registry_when_auth_info_empty() -> None:
     assert md.removed == [] and meta.removed == []
 
 
-# --- the manifest bytes (spec §3.3 step 5) ----------------------------------------------------
+# --- the manifest bytes (moby distribution/push_v2.go, pushTag) ----------------------------------------------------
 
 def test_schema2_manifest_bytes_are_gos_marshal_indent() -> None:
     """``json.MarshalIndent(m, "", "   ")`` of moby's schema2 manifest, byte for byte: its key
@@ -243,7 +243,7 @@ def test_schema2_manifest_bytes_are_gos_marshal_indent() -> None:
 @pytest.mark.parametrize("transport_ok, tried", [(True, ["https"]), (False, ["https", "http"])])
 def test_push_endpoints_skip_http_on_a_host_whose_tls_answered(monkeypatch: pytest.MonkeyPatch, tmp_path: object,
                                                                transport_ok: bool, tried: list[str]) -> None:
-    """moby's Push loop (spec §3.1) keeps the same rule as pullEndpoints: after a fallback from an
+    """moby's Push loop (moby distribution/push.go, Push) keeps the same rule as pullEndpoints: after a fallback from an
     https endpoint whose TLS worked, that host's http endpoint is skipped."""
     from pathlib import Path
 

@@ -1,4 +1,4 @@
-"""Registry configuration and classification: moby's unit tables (spec §4.3, §5.4, §6, §7)."""
+"""Registry configuration and classification: moby's unit tables (moby registry/*_test.go and distribution/errors_test.go)."""
 
 from __future__ import annotations
 

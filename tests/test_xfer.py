@@ -1,4 +1,4 @@
-"""moby's xfer tests (spec §7.7–7.9) against our transfer, download and upload managers."""
+"""moby's xfer tests (moby distribution/xfer/*_test.go) against our transfer, download and upload managers."""
 
 from __future__ import annotations
 
@@ -265,7 +265,7 @@ def test_max_download_attempts(tmp_path: Path, fails: int, max_attempts: int, er
         assert str(info.value) == error
 
 
-# --- the upload manager (spec §7.9) ------------------------------------------------------------
+# --- the upload manager (moby distribution/xfer/upload_test.go) ------------------------------------------------------------
 
 # moby's uploadDescriptors: (diffID, simulated failures); the first is there twice
 UPLOADS = [
@@ -364,7 +364,7 @@ def test_cancelled_upload() -> None:
     assert sum(d.finished for d in descs) == 0 and all(d.remote is None for d in descs)
 
 
-# --- limits (spec §8: negative counts are refused; a concurrency of 0 means no limit) ----------
+# --- limits (moby's defaults: negative counts are refused; a concurrency of 0 means no limit) ----------
 
 def test_negative_counts_are_refused_with_mobys_messages(tmp_path: Path) -> None:
     store = LayerStore(tmp_path)

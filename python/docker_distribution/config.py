@@ -1,4 +1,4 @@
-"""Configuration shared by pull, push and tags (moby's ``distribution.Config``, spec §1.1).
+"""Configuration shared by pull, push and tags (moby's ``distribution.Config``, moby distribution/config.go).
 
 Options are keyword-only; defaults are named constants with their reason beside them.
 """

@@ -6,7 +6,7 @@ with its errno and the file it names, as moby passes such errors on (``no space 
 device`` is never retried). The tree::
 
     DistributionError
-    ├── RegistryError                    a registry answered with an error code (spec §5.2)
+    ├── RegistryError                    a registry answered with an error code (docker/distribution registry/api/errcode)
     │   ├── UnknownError                 UNKNOWN (and any code we do not know)
     │   ├── UnsupportedError             UNSUPPORTED
     │   ├── UnauthorizedError            UNAUTHORIZED
@@ -66,7 +66,7 @@ device`` is never retried). The tree::
     └── DoNotRetry                       wraps an error that another attempt will not fix
 
 The classification functions :func:`continue_on_error`, :func:`retry_on_error` and
-:func:`translate_pull_error` are moby's (spec §5.4), over these types.
+:func:`translate_pull_error` are moby's (moby distribution/errors.go), over these types.
 
 ``retryable`` on each class (or instance) says whether repeating the same request may
 succeed. The messages of registry errors follow moby's ``errcode`` formatting:
@@ -175,7 +175,7 @@ class RegistryError(DistributionError):
 
     ``message`` defaults to the code's default message. ``bare`` is true when the registry
     sent no detail and an empty or default message: moby decodes such an entry to a bare
-    ``ErrorCode`` rather than an ``Error``, which changes how it is classified (spec §5.2).
+    ``ErrorCode`` rather than an ``Error``, which changes how it is classified (docker/distribution registry/api/errcode).
     """
 
     code: ClassVar[str] = "UNKNOWN"
@@ -263,7 +263,7 @@ class UnavailableError(RegistryError):
 
 
 class TooManyRequestsError(RegistryError):
-    """TOOMANYREQUESTS: rate limited. moby does not retry it for blobs (spec §5.3)."""
+    """TOOMANYREQUESTS: rate limited. moby does not retry it for blobs (docker/distribution registry/client/errors.go, HandleErrorResponse)."""
 
     code = "TOOMANYREQUESTS"
     default_message = "too many requests"
@@ -412,7 +412,7 @@ class UnexpectedHTTPResponseError(DistributionError):
 
 
 class UnexpectedHTTPStatusError(DistributionError):
-    """A non-success status outside 400–499, e.g. a 5xx: retryable (spec §5.4)."""
+    """A non-success status outside 400–499, e.g. a 5xx: retryable (moby distribution/errors.go)."""
 
     retryable = True
 
@@ -434,7 +434,7 @@ def _status_error(status: int, text: str) -> RegistryError:
 
 
 def errors_from_response(status: int, content_type: str | None, body: bytes) -> list[DistributionError]:
-    """Decode a 4xx error response the way moby's ``parseHTTPErrorResponse`` does (spec §5.3).
+    """Decode a 4xx error response the way moby's ``parseHTTPErrorResponse`` does (docker/distribution registry/client/errors.go, HandleErrorResponse).
 
     Returns the errors in the order the registry sent them (never empty). Non-JSON bodies
     become the status's error class with the body as message; a JSON body with a
@@ -737,7 +737,7 @@ class NotFoundError(DistributionError):
         return (NotFoundError, (self.cause, self.ref))
 
 
-# --- classification (spec §5.4) -------------------------------------------------------------
+# --- classification (moby distribution/errors.go) -------------------------------------------------------------
 
 _CANCELLED = (OperationCancelledError, KeyboardInterrupt)
 _NOT_RETRIED_CODES = (UnauthorizedError, UnsupportedError, DeniedError, TooManyRequestsError, NameUnknownError)

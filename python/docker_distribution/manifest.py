@@ -1,6 +1,6 @@
 """Manifests and indexes, parsed from their raw bytes (which stay the truth).
 
-:func:`parse_manifest` is moby's ``UnmarshalManifest`` (spec §2.6a): the Content-Type picks the
+:func:`parse_manifest` is moby's ``UnmarshalManifest`` (docker/distribution manifests.go, UnmarshalManifest): the Content-Type picks the
 parser, its checks and messages are moby's, and anything unregistered is tried as schema1,
 which is refused with :class:`~docker_distribution.errors.DeprecatedSchema1ImageError`.
 :func:`detect_manifest_blob_media_type` is moby's detection for content found locally (§2.7.1).

@@ -1,4 +1,4 @@
-"""Media types of the Docker and OCI image formats, and the sets moby accepts (spec §2.6, §2.8)."""
+"""Media types of the Docker and OCI image formats, and the sets moby accepts (moby distribution/pull_v2.go, validateMediaType)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Platforms and moby's selection of a manifest from a list on Linux (spec §2.10.1).
+"""Platforms and moby's selection of a manifest from a list on Linux (moby distribution/pull_v2_unix.go, filterManifests).
 
 :func:`default_platform` is the host, with the amd64 micro-architecture level (v1–v4) read
 from the CPU flags; :func:`normalize` is containerd's; :func:`only` gives the ordered list of

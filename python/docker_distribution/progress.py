@@ -1,4 +1,4 @@
-"""Progress in moby's vocabulary (spec §2.13): items, outputs, and the JSON stream format.
+"""Progress in moby's vocabulary (moby pkg/jsonmessage and distribution/xfer progress): items, outputs, and the JSON stream format.
 
 A :class:`Progress` is either a message (``Pulling from library/busybox``, ``Digest: …``) or an
 action with counts (``Downloading`` 1.2MB/3.4MB). Outputs receive items; :class:`JSONProgress`

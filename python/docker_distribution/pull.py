@@ -1,4 +1,4 @@
-"""``pull()``: moby's ``distribution.Pull`` (spec §2), on the embedded store.
+"""``pull()``: moby's ``distribution.Pull`` (moby distribution/pull.go, pull_v2.go), on the embedded store.
 
 Endpoints are tried in order (mirrors first, for any registry); a tag is resolved to a
 digest and the manifest fetched by digest (so it is verified) through the content store,
@@ -309,7 +309,7 @@ class _Puller:
             cls = "image" if mt in DEFAULT_IMAGE_TYPES else "plugin" if mt == DOCKER_PLUGIN_CONFIG else "unknown"
             raise InvalidManifestClassError(mt, cls)
 
-    # --- manifests through the content store (spec §2.7) -----------------------------------
+    # --- manifests through the content store (moby distribution/manifest.go) -----------------------------------
 
     def _label_key(self) -> str:
         return f"{DIST_SOURCE_LABEL}.{self.repo.named.domain or 'docker.io'}"

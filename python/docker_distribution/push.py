@@ -1,4 +1,4 @@
-"""``push()``: moby's ``distribution.Push`` (spec §3), from the embedded store.
+"""``push()``: moby's ``distribution.Push`` (moby distribution/push.go, push_v2.go), from the embedded store.
 
 For each tag: the image's layers are uploaded top to bottom, five at a time; each layer is
 first looked for (V2 metadata: existence checks and cross-repository mounts, ordered by

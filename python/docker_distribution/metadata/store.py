@@ -1,4 +1,4 @@
-"""moby's ``metadata.Store``: a namespaced key/value store, one file per key (spec §1.3)."""
+"""moby's ``metadata.Store``: a namespaced key/value store, one file per key (moby distribution/metadata/)."""
 
 from __future__ import annotations
 

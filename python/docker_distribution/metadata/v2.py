@@ -1,6 +1,6 @@
 """moby's ``V2MetadataService``: which blob digests (in which repositories) a diffID is known as.
 
-Two namespaces of the metadata store, exactly as moby (spec §1.3, §6.5):
+Two namespaces of the metadata store, exactly as moby (moby distribution/metadata/v2_metadata_service.go):
 
 * ``v2metadata-by-diffid/<alg>/<hex>``: a JSON list of ``{"Digest", "SourceRepository", "HMAC"}``,
   oldest first, at most 50 (the oldest are dropped; re-adding an entry moves it to the end);

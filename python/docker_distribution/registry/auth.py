@@ -2,9 +2,9 @@
 
 * :class:`AuthConfig`: moby's ``registry.AuthConfig``; its repr never shows a secret.
 * :func:`parse_challenges` / :class:`ChallengeManager`: challenges read from 401 answers to
-  ``/v2/`` pings only, stored per ``scheme://host:port/…/v2/`` (spec §6.1).
+  ``/v2/`` pings only, stored per ``scheme://host:port/…/v2/`` (docker/distribution registry/client/auth/challenge).
 * :class:`TokenHandler`, :class:`BasicHandler`, :class:`PassThruTokenHandler`: the handlers the
-  :class:`Authorizer` runs for each challenge scheme (spec §6.2). A request to a host that was
+  :class:`Authorizer` runs for each challenge scheme (docker/distribution registry/client/auth/session.go). A request to a host that was
   never pinged gets no ``Authorization`` at all, so credentials never follow a redirect.
 * :class:`DockerConfigFile`: ``~/.docker/config.json`` credentials — ``auths``, ``credsStore``
   and ``credHelpers`` through ``docker-credential-<name>`` programs.

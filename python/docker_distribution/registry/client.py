@@ -1,7 +1,7 @@
 """The registry client: one method per Docker Registry HTTP API v2 / OCI distribution-spec verb.
 
 :func:`connect` pings an endpoint and sets up its authorizer (moby's ``newRepository``,
-spec §2.3); :class:`Repository` then speaks the protocol for one repository. It never
+moby distribution/registry.go, newRepository); :class:`Repository` then speaks the protocol for one repository. It never
 decides policy (which endpoint, how often to retry a layer): that is orchestration's job.
 
 Raw bytes are the truth: manifests keep the exact bytes received, and their digest is
@@ -123,7 +123,7 @@ class Repository:
     # --- manifests -------------------------------------------------------------------------
 
     def resolve(self, tag_or_digest: str, *, accept: Iterable[str] = MANIFEST_ACCEPT) -> Descriptor:
-        """The descriptor a tag points at: HEAD, or a GET when HEAD lacks ``Docker-Content-Digest`` (spec §2.6)."""
+        """The descriptor a tag points at: HEAD, or a GET when HEAD lacks ``Docker-Content-Digest`` (docker/distribution registry/client/repository.go, tags.Get)."""
         headers = {"Accept": ", ".join(accept)}
         resp = self.transport.request("HEAD", self._url(f"manifests/{tag_or_digest}"), headers=headers,
                                       ok=lambda s: True)

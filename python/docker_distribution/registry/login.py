@@ -1,4 +1,4 @@
-"""Logging in (moby's ``Service.Auth``, spec §6.4): check credentials against a registry.
+"""Logging in (moby's ``Service.Auth``, moby registry/auth.go, Service.Auth): check credentials against a registry.
 
 The registry's ``/v2/`` is fetched with the credentials, through the token flow with offline
 access when the registry uses bearer tokens (so an identity token can be kept instead of the

@@ -1,6 +1,6 @@
 """The registry service: which endpoints serve a repository, with which TLS, and whose credentials.
 
-moby's ``registry.Service`` (spec §4.3, §6.4): mirror and insecure-registry configuration,
+moby's ``registry.Service`` (moby registry/service.go): mirror and insecure-registry configuration,
 index-name normalisation, per-host TLS from a ``certs.d`` directory, and endpoint lookup for
 pull (mirrors first) and push (never mirrors). Insecure hosts get HTTPS without verification
 first, then plain HTTP. ``127.0.0.0/8`` and ``::1/128`` are always insecure.

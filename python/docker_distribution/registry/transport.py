@@ -11,7 +11,7 @@
   honouring ``Retry-After`` (bounded by :class:`RetryPolicy`); small documents (manifests,
   listings) are read whole by :meth:`Transport.fetch`, which also retries a body cut short.
 * Non-success answers become the typed errors of :mod:`docker_distribution.errors`
-  (moby's ``HandleErrorResponse``, spec §5.3); error bodies are read up to a cap.
+  (moby's ``HandleErrorResponse``, docker/distribution registry/client/errors.go, HandleErrorResponse); error bodies are read up to a cap.
 * URLs in messages are redacted: no userinfo, and query values other than a few harmless
   protocol parameters are replaced.
 * ``rate_limit`` exposes the last ``RateLimit-Limit`` / ``RateLimit-Remaining`` seen.

@@ -1,4 +1,4 @@
-"""The seed's adapters from the store to what pull and push consume (spec §1.1).
+"""The seed's adapters from the store to what pull and push consume (moby distribution/config.go).
 
 * :func:`new_image_config_store_from_store`: ``put(config) → image ID``, ``get(id) → config``.
 * :func:`new_layer_providers_from_store`: ``get(chain_id) → PushLayer``; an empty ChainID gives

@@ -1,4 +1,4 @@
-"""The layer download manager (moby's ``xfer/download.go``, spec §2.12).
+"""The layer download manager (moby's ``xfer/download.go``, moby distribution/xfer/download.go).
 
 Layers are fetched concurrently (3 by default), each streamed into a pending layer of the
 store as it arrives; a layer becomes part of the chain once its parent is. Failed attempts

@@ -1,4 +1,4 @@
-"""The transfer manager (moby's ``xfer/transfer.go``, spec §2.12a), on threads.
+"""The transfer manager (moby's ``xfer/transfer.go``, moby distribution/xfer/transfer.go), on threads.
 
 * ``transfer(key, fn, out)`` runs ``fn`` in a thread once per key: a second request for a key
   whose transfer is running attaches another watcher instead of starting a new one.

@@ -1,4 +1,4 @@
-"""The layer upload manager (moby's ``xfer/upload.go``, spec §3.6).
+"""The layer upload manager (moby's ``xfer/upload.go``, moby distribution/xfer/upload.go).
 
 Five uploads at a time by default; identical keys (the same layer for the same repository)
 are uploaded once, within a push and across concurrent pushes; a failed upload is retried
