@@ -171,6 +171,9 @@ def test_push_registry_when_auth_info_empty() -> None:
         def mount(self, digest: object, source: object) -> object:
             raise E.UnauthorizedError(detail="no auth")
 
+        def start_upload(self) -> object:
+            raise E.UnauthorizedError(detail="no auth")
+
     class Layer:
         def diff_id(self) -> dd.Digest:
             return D("diff")

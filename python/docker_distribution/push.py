@@ -9,8 +9,9 @@ config and a manifest byte-identical to moby's (3-space indent) are pushed.
 
 Beyond moby: an upload whose connection breaks continues from the offset the registry
 reports; the upload location is kept in the metadata store, so a push killed and run again
-continues too: the producer's output depends on the layer and the options alone, so the bytes
-the registry holds are the prefix of this run's. ``compression="zstd"`` pushes OCI zstd layers
+continues too. The producer's output nearly always depends on the layer and options alone
+(see :mod:`docker_distribution.layer`'s native producer on ISA-L's rare exception); a session
+whose held bytes the registry then refuses fails that attempt, and the next one starts afresh. ``compression="zstd"`` pushes OCI zstd layers
 (with an OCI manifest).
 """
 
